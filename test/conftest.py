@@ -1,0 +1,29 @@
+"""Shared fixtures. Tests read data only from test/data (never from ../shared)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).resolve().parent / 'data'
+NUSCENES_DIR = DATA_DIR / 'nuscenes'
+
+
+@pytest.fixture(scope='session')
+def nuscenes_root() -> Path:
+    """Folder with the 8 bundled real nuScenes keyframes (samples/ + v1.0-mini/)."""
+    return NUSCENES_DIR
+
+
+@pytest.fixture(scope='session')
+def nuscenes_tables(nuscenes_root):
+    """Parsed tables of the bundled frames."""
+    from xdrcdepth_ros.nuscenes_io import NuScenesTables
+
+    return NuScenesTables(nuscenes_root)
+
+
+@pytest.fixture(scope='session')
+def keyframes(nuscenes_tables):
+    """The 8 bundled CAM_FRONT keyframes, sorted by scene and time."""
+    return list(nuscenes_tables.keyframes())

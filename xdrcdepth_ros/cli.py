@@ -1,0 +1,68 @@
+"""The ``xdrcdepth`` command: one argparse subcommand per module in ``xdrcdepth_ros.commands``.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func=run`` where ``run(args) -> int`` returns the exit code. Heavy imports (torch, rclpy)
+happen inside ``run`` so ``--help`` stays fast and works without them.
+
+Examples:
+    xdrcdepth project --out demo_output/projection.png
+    xdrcdepth model-info --json
+    xdrcdepth export --checkpoint runs/student/last.pt --height 192 --width 352 --out models/s.onnx
+    xdrcdepth bench --json
+    xdrcdepth nuscenes-to-bag --dataroot test/data/nuscenes --out /tmp/nusc_bag
+    xdrcdepth replay /tmp/nusc_bag --out /tmp/depth_bag
+    xdrcdepth evaluate /tmp/depth_bag --json
+    xdrcdepth demo
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from xdrcdepth_ros.errors import XdrcDepthError
+
+# Order is the order shown in --help.
+COMMAND_MODULES = (
+    'demo', 'project', 'node', 'nuscenes_to_bag', 'replay', 'evaluate', 'bench', 'export',
+    'model_info', 'train', 'evaluate_model',
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog='xdrcdepth', description='Camera + radar dense depth (XD-RCDepth) tools.',
+        epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
+    for name in COMMAND_MODULES:
+        module_name = f'xdrcdepth_ros.commands.{name}'
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra and not getattr(args, 'accepts_extra', False):
+        parser.error('unrecognized arguments: ' + ' '.join(extra))
+    args.extra = extra
+    try:
+        return int(args.func(args) or 0)
+    except (XdrcDepthError, FileNotFoundError, ValueError) as err:
+        print(f'ERROR: {err}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
