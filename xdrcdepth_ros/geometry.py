@@ -198,10 +198,11 @@ def project_points(points: np.ndarray, T_cam_from_sensor: np.ndarray, K: np.ndar
     projection = check_intrinsics(K)
     _check_size(width, height)
     xyz = xyz.astype(np.float64, copy=False)
-    cam = xyz @ transform[:3, :3].T + transform[:3, 3]
-    homogeneous = cam @ projection[:, :3].T + projection[:, 3]
-    depth = homogeneous[:, 2]
-    with np.errstate(divide='ignore', invalid='ignore'):
+    # NaN/inf rows are expected input (dropped below); silence their arithmetic warnings.
+    with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
+        cam = xyz @ transform[:3, :3].T + transform[:3, 3]
+        homogeneous = cam @ projection[:, :3].T + projection[:, 3]
+        depth = homogeneous[:, 2]
         u = homogeneous[:, 0] / depth
         v = homogeneous[:, 1] / depth
     # NaN compares false, so non-finite points drop out here too.

@@ -1,0 +1,63 @@
+"""Time projection + rasterisation of radar (1,000 points) and LiDAR (35,000 points) at 900x1600.
+
+Usage: .venv/bin/python bench/bench_geometry.py [--repeats 200]
+Prints medians in ms; the targets (issue 2) are < 2 ms (radar) and < 15 ms (LiDAR).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from xdrcdepth_ros import geometry
+
+WIDTH, HEIGHT = 1600, 900
+K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
+# A nuScenes-like radar mount: x forward → camera z, y left → camera -x, z up → camera -y.
+T_CAM_FROM_SENSOR = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.5],
+                              [1.0, 0.0, 0.0, -1.5], [0.0, 0.0, 0.0, 1.0]])
+
+
+def median_ms(function, repeats: int) -> float:
+    """Median wall time of ``function()`` in milliseconds after two warm-up calls."""
+    function()
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        function()
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--repeats', type=int, default=200)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+
+    def cloud(count: int, spread: float) -> np.ndarray:
+        # Points ahead of the vehicle, within the camera's field of view for the most part.
+        forward = rng.uniform(2.0, 100.0, count)
+        return np.stack([forward, rng.uniform(-spread, spread, count) * forward,
+                         rng.uniform(-0.1, 0.3, count) * forward], axis=1).astype(np.float32)
+
+    radar = cloud(1000, 0.6)
+    radar_features = rng.normal(size=(1000, 3)).astype(np.float32)
+    lidar = cloud(35000, 1.0)
+    radar_ms = median_ms(lambda: geometry.radar_map(
+        radar, radar_features, T_CAM_FROM_SENSOR, K, WIDTH, HEIGHT), args.repeats)
+    lidar_ms = median_ms(lambda: geometry.lidar_depth_map(
+        lidar, T_CAM_FROM_SENSOR, K, WIDTH, HEIGHT), max(20, args.repeats // 4))
+    kept = len(geometry.project_points(radar, T_CAM_FROM_SENSOR, K, WIDTH, HEIGHT)[2])
+    kept_lidar = len(geometry.project_points(lidar, T_CAM_FROM_SENSOR, K, WIDTH, HEIGHT)[2])
+    print(f'radar 1000 pts ({kept} in view) -> 4x900x1600 map: median {radar_ms:.3f} ms '
+          f'(target < 2 ms, {2.0 / radar_ms:.1f}x margin)')
+    print(f'lidar 35000 pts ({kept_lidar} in view) -> 900x1600 depth: median {lidar_ms:.3f} ms '
+          f'(target < 15 ms, {15.0 / lidar_ms:.1f}x margin)')
+
+
+if __name__ == '__main__':
+    main()
