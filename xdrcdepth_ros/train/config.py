@@ -1,0 +1,221 @@
+"""Typed training configuration, loaded from YAML and saved (resolved) beside each checkpoint.
+
+A YAML file has the sections ``data``, ``model``, ``optim``, ``loss``, ``kd`` and ``run`` whose
+keys are the fields below; unknown keys are errors (a typo must not silently train the wrong
+thing). ``overrides`` such as ``['optim.lr=1e-4', 'kd.saliency_weight=0']`` patch the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, at what size. Sizes are model-input pixels (multiples of 32)."""
+
+    dataset: str = 'synthetic'          # synthetic | nuscenes | zju
+    root: str = ''                      # dataset folder (nuscenes/zju)
+    version: str = 'v1.0-trainval'      # nuScenes table version
+    train_split: str = 'train'
+    val_split: str = 'val'
+    height: int = 192                   # full (evaluation) input size
+    width: int = 352
+    crop_height: int = 128              # random training crop; 0 = no crop
+    crop_width: int = 256
+    train_size: int = 512               # synthetic only: number of scenes per split
+    val_size: int = 64
+    test_size: int = 64
+    cache_dir: str = ''                 # synthetic only: where rendered samples are cached
+    augment: bool = True                # flip + colour jitter
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The network to train: a ``create_model`` name plus keyword arguments."""
+
+    name: str = 'xdrcdepth'
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-step polynomial decay to ``end_lr_ratio * lr``."""
+
+    lr: float = 5e-5
+    eps: float = 1e-2
+    weight_decay_encoder: float = 1e-4
+    weight_decay_decoder: float = 0.0
+    poly_power: float = 0.9
+    end_lr_ratio: float = 0.1
+    batch_size: int = 6                 # per process
+    steps: int = 1000                   # total optimiser steps
+    grad_clip: float = 0.0              # 0 = off
+    amp: bool = True                    # CUDA only; ignored on CPU
+
+
+@dataclass
+class LossConfig:
+    """Supervised terms."""
+
+    rectified: bool = True              # relative-error weighted L1 (LiRCDepth)
+    dense_weight: float = 1.0
+    sparse_weight: float = 1.0
+    smooth_weight: float = 1e-3
+    intermediate_weight: float = 0.0    # L1 on the intermediate depths (1/8, 1/4, 1/2)
+
+
+@dataclass
+class KDConfig:
+    """Teacher distillation; every weight 0 = direct training (no teacher is loaded)."""
+
+    teacher: str = ''                   # teacher checkpoint; --teacher overrides
+    saliency_weight: float = 0.0
+    saliency_layers: list = field(default_factory=lambda: ['1/8', '1/4'])
+    saliency_mode: str = 'l1'           # l1 | cosine
+    saliency_every: int = 1             # apply saliency KD every N steps
+    saliency_second_order: bool = False  # True: create_graph through alpha (exact, ~2x cost)
+    distribution_weight: float = 0.0
+    num_bins: int = 64
+    bin_spacing: str = 'uniform'        # uniform | sid
+    min_depth: float = 0.5
+    max_depth: float = 80.0
+    tau: float = 1.0
+    tau_squared: bool = True
+    distribution_mask: str = 'all'      # all | teacher (teacher > 0.01 m) | no_gt
+    intermediate_distribution: bool = False
+
+
+@dataclass
+class RunConfig:
+    """Where outputs go and how often things happen."""
+
+    out_dir: str = 'runs/train'
+    seed: int = 0
+    deterministic: bool = True
+    device: str = 'auto'                # auto | cpu | cuda
+    num_threads: int = 0                # torch CPU threads; 0 = leave as is
+    log_every: int = 10
+    val_every: int = 200                # 0 = only at the end
+    ckpt_every: int = 200
+    val_max_depth: float = 80.0
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML/JSON/checkpoint friendly)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def uses_teacher(self) -> bool:
+        """True when any distillation term is on."""
+        return self.kd.saliency_weight > 0 or self.kd.distribution_weight > 0
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def _build(cls: type, values: dict, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ValueError(f'config section {where!r} must be a mapping, got {type(values).__name__}')
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f'unknown key(s) {unknown} in config section {where!r}; '
+                         f'known: {sorted(names)}')
+    default = cls()
+    kwargs = {}
+    for key, value in values.items():
+        current = getattr(default, key)
+        if isinstance(current, bool) and not isinstance(value, bool):
+            raise ValueError(f'{where}.{key} must be true/false, got {value!r}')
+        if isinstance(current, float) and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(current, int) and not isinstance(current, bool) \
+                and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError(f'{where}.{key} must be an integer, got {value!r}')
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Build a checked ``TrainConfig`` from a nested dict (missing keys keep their defaults)."""
+    values = values or {}
+    unknown = sorted(set(values) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(f'unknown config section(s) {unknown}; known: {sorted(_SECTIONS)}')
+    sections = {f.name: _build(type(getattr(TrainConfig(), f.name)), values.get(f.name, {}),
+                               f.name) for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**sections)
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(values: dict, overrides: list[str]) -> dict:
+    """Patch a nested dict with ``section.key=value`` strings (values parsed as YAML)."""
+    for item in overrides:
+        key, sep, raw = item.partition('=')
+        parts = key.strip().split('.')
+        if not sep or len(parts) != 2:
+            raise ValueError(f'override {item!r} must look like section.key=value')
+        values.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(raw)
+    return values
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML training config, apply overrides, check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'training config not found: {path}')
+    with path.open() as fh:
+        values = yaml.safe_load(fh) or {}
+    return config_from_dict(apply_overrides(values, overrides or []))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ValueError naming the first impossible setting."""
+    d, o, k = cfg.data, cfg.optim, cfg.kd
+    if d.dataset not in ('synthetic', 'nuscenes', 'zju'):
+        raise ValueError(f"data.dataset must be synthetic, nuscenes or zju, got {d.dataset!r}")
+    for name in ('height', 'width'):
+        if getattr(d, name) <= 0 or getattr(d, name) % 32:
+            raise ValueError(f'data.{name} must be a positive multiple of 32, got '
+                             f'{getattr(d, name)}')
+    for name, full in (('crop_height', d.height), ('crop_width', d.width)):
+        value = getattr(d, name)
+        if value and (value % 32 or value > full):
+            raise ValueError(f'data.{name} must be 0 or a multiple of 32 <= {full}, got {value}')
+    if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0:
+        raise ValueError('optim.lr, optim.steps and optim.batch_size must be > 0')
+    if k.saliency_mode not in ('l1', 'cosine'):
+        raise ValueError(f"kd.saliency_mode must be l1 or cosine, got {k.saliency_mode!r}")
+    if k.bin_spacing not in ('uniform', 'sid'):
+        raise ValueError(f"kd.bin_spacing must be uniform or sid, got {k.bin_spacing!r}")
+    if k.distribution_mask not in ('all', 'teacher', 'no_gt'):
+        raise ValueError(f'kd.distribution_mask must be all, teacher or no_gt, got '
+                         f'{k.distribution_mask!r}')
+    if k.tau <= 0 or k.saliency_every < 1:
+        raise ValueError('kd.tau must be > 0 and kd.saliency_every >= 1')
+    if cfg.run.device not in ('auto', 'cpu', 'cuda'):
+        raise ValueError(f"run.device must be auto, cpu or cuda, got {cfg.run.device!r}")
