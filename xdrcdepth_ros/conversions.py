@@ -3,9 +3,10 @@
 Every reader takes any object with the message's attributes: rclpy messages (``data`` is an
 ``array.array('B')``) and rosbags dataclass messages (``data`` is a numpy uint8 array) alike, plus
 ``bytes``/``bytearray``/lists for hand-made objects. Builders take the message *classes* as
-arguments, so this module never imports a ROS package: rclpy classes get ``array.array`` data
-(fast under Humble's always-on field checks too); rosbags classes, recognised as dataclasses, get
-numpy arrays as their serializer requires.
+arguments, so this module never imports a ROS package: rclpy classes get ``array.array`` data,
+adopted without a second copy (see ``_construct``) and fast under Humble's always-on field
+checks too; rosbags classes, recognised as dataclasses, get the numpy arrays their serializer
+requires.
 
 Readers return views into ``msg.data`` where no conversion is needed; such views are marked
 read-only so the message cannot be modified by accident (``.copy()`` when you need to write).

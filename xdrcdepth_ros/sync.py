@@ -12,11 +12,15 @@ Policy, for an image stamped ``t`` and radar topic ``i`` whose sweeps are stampe
   callers that accumulate sweeps. A sweep may serve several images (camera faster than radar).
 * Topic ``i`` is settled for the image once a sweep that rules out a better match has arrived
   (NEAREST: ``r' >= t``; ALL: ``r' > t + slop_ns``), or when the topic is silent (no sweep
-  with ``r' >= t - max_age_ns`` since the last reset), so a dead radar does not delay frames.
-  An image is ready when every topic is settled or ``wait_ns`` passed since it arrived.
+  with ``r' >= t - max_age_ns`` since the last reset), so a dead radar does not delay frames;
+  a topic not heard from yet counts as silent, so the first images after start-up or a reset
+  may go out without its radar. An image is ready when every topic is settled or ``wait_ns``
+  passed since it arrived. NEAREST thus holds an image for up to one radar period plus the
+  radar's transport latency; set ``wait_ns`` above that sum.
 * ``take`` returns the newest ready image; older images are dropped (``dropped_superseded``):
   latest frame wins, so a slow consumer never builds up latency, and output stamps strictly
-  increase. Images at or before the last output stamp are dropped as stale when they arrive.
+  increase. Images older than the last output stamp are dropped as stale when they arrive
+  (an equal stamp counts as a duplicate).
 * A message older than the newest stamp seen (any sensor) by more than ``max_age_ns`` is
   stale; by more than ``clock_jump_ns`` it is a clock jump back (a bag loop, a restarted
   driver): all buffers are cleared, ``clock_resets`` counts it, and the message starts afresh.
