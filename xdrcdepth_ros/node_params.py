@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from xdrcdepth_ros.geometry import transform_from_xyzw
+from xdrcdepth_ros.sync import SyncConfig
 
 DEFAULT_MODEL_NAME = 'xdrcdepth_student.onnx'
 EXTRINSICS_PER_RADAR = 7
@@ -119,9 +120,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'model: publish at the model input size (K scaled and cropped); camera: resample '
               'to the camera size', choices=('model', 'camera')),
     ParamSpec('publish_color', ParamType.BOOL, True,
-              'publish ~/depth_color (bgr8, fixed metric colour range)'),
+              'publish ~/depth_color (rgb8, fixed metric colour range)'),
     ParamSpec('publish_saliency', ParamType.BOOL, False,
-              'publish ~/saliency_overlay (bgr8) when the model has a saliency output'),
+              'publish ~/saliency_overlay (rgb8) when the model has a saliency output'),
     ParamSpec('publish_points', ParamType.BOOL, False,
               'publish ~/points (PointCloud2 x, y, z in the camera optical frame)'),
     ParamSpec('points_stride', ParamType.INTEGER, 4,
@@ -287,6 +288,16 @@ class NodeConfig:
             return (0,) * len(self.radar_topics)
         return tuple(int(round(s * 1e9)) for s in self.radar_time_offsets_s)
 
+    def sync_config(self) -> SyncConfig:
+        """The :class:`FrameAssembler` settings these parameters describe (durations in ns)."""
+        max_age_ns = int(round(self.sync_max_age_s * 1e9))
+        return SyncConfig(
+            slop_ns=int(round(self.sync_slop * 1e9)), radar_offsets_ns=self.radar_offsets_ns(),
+            buffer_size=self.sync_buffer_size, max_age_ns=max_age_ns,
+            wait_ns=int(round(self.sync_wait_s * 1e9)), require_radar=self.require_radar,
+            # A stamp this far back is a bag loop or a restarted driver, not a late message.
+            clock_jump_ns=max(2_000_000_000, max_age_ns + 1_000_000_000))
+
     @property
     def subscribed_image_topic(self) -> str:
         """The topic actually subscribed: ``image_topic`` or ``<image_topic>/compressed``."""
@@ -303,6 +314,11 @@ def _cross_check(values: Mapping[str, Any]) -> list[str]:
         problems.append('topic names must not be empty')
     if not values['radar_fields']:
         problems.append('radar_fields must name at least one PointCloud2 field')
+    if values['sync_max_age_s'] < values['sync_slop']:
+        problems.append(f"sync_max_age_s ({values['sync_max_age_s']}) must be >= sync_slop "
+                        f"({values['sync_slop']}), or matching sweeps would be discarded as stale")
+    if values['require_radar'] and not topics:
+        problems.append('require_radar is true but radar_topics is empty')
     offsets = list(values['radar_time_offsets_s'])
     if offsets and len(offsets) != len(topics):
         problems.append(f'radar_time_offsets_s has {len(offsets)} values for {len(topics)} '

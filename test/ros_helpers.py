@@ -1,0 +1,215 @@
+"""Helpers for tests that run the node with real rclpy over DDS on localhost.
+
+Each test process talks on its own ROS domain (derived from the pid) restricted to localhost,
+set before any context is initialised, so parallel runs and other machines cannot interfere.
+Every harness owns its rclpy Context: tests never touch the default context.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pytest
+
+DOMAIN_ID = 1 + os.getpid() % 101
+RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
+_MODEL_CACHE: dict[str, Path] = {}
+
+
+def export_tiny_model(folder: Path) -> Path:
+    """A randomly initialised 'xdrcdepth_tiny' student exported at 96x192 (needs torch).
+
+    Used when the shared ``tiny_model`` fixture is not available; cached per process.
+    """
+    if 'model' not in _MODEL_CACHE:
+        import torch
+
+        from xdrcdepth_ros.export import export_model
+        from xdrcdepth_ros.model.registry import create_model
+
+        torch.manual_seed(0)
+        # A random network's saliency is numerically noisy; depth parity is what matters here.
+        export_model(create_model('xdrcdepth_tiny'), folder / 'node_tiny.onnx', height=96,
+                     width=192, model_name='xdrcdepth_tiny',
+                     radar_channels=('depth', 'rcs', 'vx', 'vy'), radar_fields=RADAR_FIELDS,
+                     rtol=1e-2)
+        _MODEL_CACHE['model'] = folder / 'node_tiny.onnx'
+    return _MODEL_CACHE['model']
+
+
+@pytest.fixture(scope='session')
+def node_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a small exported model: the shared ``tiny_model`` if conftest has it."""
+    try:
+        return Path(request.getfixturevalue('tiny_model'))
+    except pytest.FixtureLookupError:
+        return export_tiny_model(tmp_path_factory.mktemp('node_model'))
+
+
+def isolate_ros() -> None:
+    """Pin this process to a private ROS domain on localhost (call before rclpy.init)."""
+    os.environ['ROS_DOMAIN_ID'] = str(DOMAIN_ID)
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+
+def header(stamp_ns: int, frame_id: str) -> Any:
+    """A std_msgs/Header with an integer-nanosecond stamp."""
+    from std_msgs.msg import Header
+
+    msg = Header(frame_id=frame_id)
+    msg.stamp.sec, msg.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg
+
+
+def image_msg(image: np.ndarray, stamp_ns: int, frame_id: str = 'CAM_FRONT') -> Any:
+    """sensor_msgs/Image rgb8 of an (H, W, 3) uint8 RGB image."""
+    from sensor_msgs.msg import Image
+
+    from xdrcdepth_ros import conversions
+
+    return conversions.make_image(Image, header(stamp_ns, frame_id), image, 'rgb8')
+
+
+def compressed_msg(jpeg: bytes, stamp_ns: int, frame_id: str = 'CAM_FRONT') -> Any:
+    """sensor_msgs/CompressedImage carrying the JPEG file bytes as they are."""
+    from sensor_msgs.msg import CompressedImage
+
+    from xdrcdepth_ros import conversions
+
+    return conversions.make_compressed_image(CompressedImage, header(stamp_ns, frame_id), jpeg)
+
+
+def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int,
+                    frame_id: str = 'CAM_FRONT') -> Any:
+    """sensor_msgs/CameraInfo of an undistorted camera: k = K, p = [K | 0]."""
+    from sensor_msgs.msg import CameraInfo
+
+    from xdrcdepth_ros import conversions
+
+    model = conversions.CameraModel.from_K(K, width, height)
+    return conversions.make_camera_info(CameraInfo, header(stamp_ns, frame_id), model)
+
+
+def cloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str = 'RADAR_FRONT') -> Any:
+    """sensor_msgs/PointCloud2 of a structured array (every field in its native type)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from xdrcdepth_ros import conversions
+
+    return conversions.make_pointcloud2(PointCloud2, PointField, header(stamp_ns, frame_id),
+                                        points)
+
+
+def keyframe_stamp_ns(keyframe: Any, channel: str | None = None) -> int:
+    """Header stamp (ns) of a keyframe's camera image or of one of its sensors."""
+    record = keyframe.camera if channel is None else keyframe.sensors[channel]
+    return int(record.timestamp_us) * 1000
+
+
+class Harness:
+    """An rclpy context + executor spinning in a thread, and a test node with pubs/subs.
+
+    Use as a context manager; ``add(node)`` puts the node under test on the same executor.
+    Received messages land in per-topic queues; every wait has a deadline.
+    """
+
+    def __init__(self) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+
+        isolate_ros()
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.node = rclpy.create_node('xdrcdepth_test_driver', context=self.context)
+        self.executor.add_node(self.node)
+        self._nodes: list[Any] = []
+        self._queues: dict[str, queue.Queue] = {}
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def __enter__(self) -> 'Harness':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, node: Any) -> Any:
+        """Spin ``node`` too; it is destroyed by :meth:`close`."""
+        self._nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def publisher(self, msg_type: type, topic: str, *, reliable: bool = True) -> Any:
+        """A test publisher (reliable by default: the node's best-effort subs match it)."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        policy = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        return self.node.create_publisher(msg_type, topic, QoSProfile(depth=10,
+                                                                      reliability=policy))
+
+    def subscribe(self, msg_type: type, topic: str) -> queue.Queue:
+        """Collect messages of ``topic`` (reliable) into a queue, returned."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        received: queue.Queue = queue.Queue()
+        self._queues[topic] = received
+        self.node.create_subscription(msg_type, topic, received.put,
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        return received
+
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` until true; AssertionError naming ``what`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+            time.sleep(0.01)
+
+    def wait_connected(self, publishers: Iterable[Any], timeout: float = 10.0) -> None:
+        """Wait until every publisher has at least one matched subscription."""
+        publishers = list(publishers)
+        self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers),
+                        timeout, 'the node to subscribe to ' + ', '.join(p.topic_name
+                                                                       for p in publishers))
+
+    def wait_subscribed(self, node: Any, topics: Iterable[str], timeout: float = 10.0) -> None:
+        """Wait until ``node`` sees a subscriber on each of ``topics`` (optional outputs render
+        only while someone listens)."""
+        topics = list(topics)
+        self.wait_until(lambda: all(node.count_subscribers(t) > 0 for t in topics), timeout,
+                        'subscribers on ' + ', '.join(topics))
+
+    @staticmethod
+    def get(received: queue.Queue, timeout: float, what: str) -> Any:
+        """Next message from a queue, or AssertionError naming ``what`` after ``timeout`` s."""
+        try:
+            return received.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f'no {what} within {timeout} s') from None
+
+    def close(self) -> None:
+        """Destroy every node, stop the executor and shut the context down."""
+        for node in self._nodes:
+            self.executor.remove_node(node)
+            node.destroy_node()
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=5.0)
