@@ -172,12 +172,13 @@ def _write_camera(writer: BagWriter, record: SensorRecord, stamp_ns: int) -> Non
     if K.shape != (3, 3):
         raise DatasetError(f'calibrated_sensor of {record.path} has no 3x3 camera_intrinsic')
     types = store.types
-    writer.write(image_topic(record.channel), stamp_ns, conversions.make_compressed_image(
-        types['sensor_msgs/msg/CompressedImage'], header(store, stamp_ns, frame_id), jpeg))
+    # CameraInfo first: a node that sees the image before any CameraInfo skips that frame.
     writer.write(camera_info_topic(record.channel), stamp_ns, conversions.make_camera_info(
         types['sensor_msgs/msg/CameraInfo'], header(store, stamp_ns, frame_id),
         conversions.CameraModel.from_K(K, width, height),
         roi_cls=types['sensor_msgs/msg/RegionOfInterest']))
+    writer.write(image_topic(record.channel), stamp_ns, conversions.make_compressed_image(
+        types['sensor_msgs/msg/CompressedImage'], header(store, stamp_ns, frame_id), jpeg))
 
 
 def _write_cloud(writer: BagWriter, record: SensorRecord, stamp_ns: int) -> None:

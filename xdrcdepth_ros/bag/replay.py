@@ -1,0 +1,305 @@
+"""Offline replay: the node's conversions → sync → pipeline → outputs over a bag, no ROS runtime.
+
+Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.sync.FrameAssembler`
+the node uses, with bag time as the clock: before each message whose bag time is later than the
+previous one, every frame that is ready at that time is processed (the node's worker polls
+continuously, so it sees the same state). Frames are built and outputs rendered by
+:mod:`xdrcdepth_ros.bag.node_io` (the node's steps, ROS-free), and written to a new bag under the
+node's topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the result
+opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
+
+Parameters: ``--params-file`` (the node's YAML format) applies to the whole bag. Without it, a bag
+written by ``nuscenes-to-bag`` supplies ``params/<scene>.<camera>.yaml`` per scene (each scene may
+be another vehicle); the assembler and camera state restart at each scene, like a node restarted
+per scene. Otherwise the node defaults apply. ``extrinsics_source: tf`` is served from the bag's
+``/tf_static`` (static camera ← radar, as tf2 gives for static sensors).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+import json
+from pathlib import Path
+import time
+from typing import Any
+
+import numpy as np
+import yaml
+
+from xdrcdepth_ros import conversions
+from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
+from xdrcdepth_ros.bag.node_io import (
+    frame_from_messages, load_params_file, MessageClasses, output_messages, output_topic,
+    radar_field_map)
+from xdrcdepth_ros.bag.tf import TfBuffer
+from xdrcdepth_ros.errors import BagError
+from xdrcdepth_ros.node_params import defaults, NodeConfig, resolve_model_path
+from xdrcdepth_ros.sync import FrameAssembler
+
+SCENES_KEY = 'xdrcdepth.scenes'
+
+
+@dataclass(frozen=True)
+class ParamsWindow:
+    """Node parameters in force from bag time ``start_ns`` on (until the next window)."""
+
+    start_ns: int
+    config: NodeConfig
+    source: str
+
+
+@dataclass
+class ReplaySummary:
+    """What :func:`replay_bag` did.
+
+    Attributes:
+        path: output bag.
+        model: model file used.
+        provider: ONNX Runtime execution provider.
+        frames_in: images read on the image topic.
+        frames_out: depth images written.
+        drops: reason → count (sync drops and skipped frames).
+        latency_ms: per processed frame, decode + pipeline + output building: mean, p50, p95, max;
+            plus the mean of each pipeline stage.
+        params: where the parameters came from, per window.
+        missing_topics: configured radar topics the bag does not have.
+        stamps_ns: stamps of the written depth images.
+        wall_s: total seconds.
+    """
+
+    path: Path
+    model: str
+    provider: str
+    frames_in: int = 0
+    frames_out: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    params: list[str] = field(default_factory=list)
+    missing_topics: list[str] = field(default_factory=list)
+    stamps_ns: list[int] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {'path': str(self.path), 'model': self.model, 'provider': self.provider,
+                'frames_in': self.frames_in, 'frames_out': self.frames_out,
+                'drops': dict(self.drops), 'latency_ms': dict(self.latency_ms),
+                'params': list(self.params), 'missing_topics': list(self.missing_topics),
+                'wall_s': self.wall_s}
+
+
+def bag_scenes(bag: Path) -> list[dict[str, Any]]:
+    """Scenes recorded by ``nuscenes-to-bag`` in metadata.yaml ``custom_data`` ([] if none)."""
+    metadata = bag / 'metadata.yaml'
+    if not metadata.is_file():
+        return []
+    info = yaml.safe_load(metadata.read_text()).get('rosbag2_bagfile_information', {})
+    text = (info.get('custom_data') or {}).get(SCENES_KEY)
+    return json.loads(text) if text else []
+
+
+def resolve_params(bag: str | Path, *, params_file: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None,
+                   camera: str = 'CAM_FRONT') -> list[ParamsWindow]:
+    """The parameter windows replay uses for ``bag`` (see the module docstring).
+
+    Args:
+        bag: input bag folder.
+        params_file: node parameter YAML applied to the whole bag.
+        overrides: values that win over the file(s), e.g. ``{'model_path': ...}``.
+        camera: which ``params/<scene>.<camera>.yaml`` to use in converter bags.
+
+    Raises:
+        FileNotFoundError, ValueError: unreadable or invalid parameters (every problem listed).
+    """
+    bag, overrides = Path(bag), dict(overrides or {})
+    if params_file is not None:
+        values = {**load_params_file(params_file), **overrides}
+        return [ParamsWindow(0, NodeConfig.from_values(values), str(params_file))]
+    windows = []
+    for scene in bag_scenes(bag):
+        path = bag / 'params' / f'{scene["name"]}.{camera}.yaml'
+        if path.is_file():
+            values = {**load_params_file(path), **overrides}
+            windows.append(ParamsWindow(int(scene['start_ns']), NodeConfig.from_values(values),
+                                        str(path)))
+    if windows:
+        return sorted(windows, key=lambda w: w.start_ns)
+    return [ParamsWindow(0, NodeConfig.from_values({**defaults(), **overrides}),
+                         'node defaults (config/xdrcdepth.yaml)')]
+
+
+class _Scene:
+    """Per-window state: what a node started with that window's parameters holds."""
+
+    def __init__(self, window: ParamsWindow, metadata: Any, tf: TfBuffer) -> None:
+        config = self.config = window.config
+        self.assembler = FrameAssembler(config.sync_config())
+        self.field_map = radar_field_map(config, metadata)
+        self.camera: conversions.CameraModel | None = None
+        self.radar_index = {topic: i for i, topic in enumerate(config.radar_topics)}
+        if config.extrinsics_source == 'parameters':
+            transforms = config.radar_transforms()
+            self.extrinsics = lambda index, radar, cam, stamp: transforms[index]
+        else:
+            self.extrinsics = lambda index, radar, cam, stamp: tf.lookup_static(cam, radar)
+
+
+def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = None,
+               params_file: str | Path | None = None, storage: Storage | str | None = None,
+               passthrough: bool = True, overwrite: bool = False, providers: Any = None,
+               progress: bool = True) -> ReplaySummary:
+    """Run the node's processing over ``bag`` and write its outputs to a new bag ``out``.
+
+    Args:
+        bag: input rosbag2 folder (or ``.mcap``).
+        out: output bag folder (written atomically: nothing is left on failure).
+        model: ONNX model; default the ``model_path`` parameter (empty: the shipped model).
+        params_file: node parameter YAML (see :func:`resolve_params`).
+        storage: output storage; default that of the input (sqlite3 for a bare .mcap: mcap).
+        passthrough: also copy every input message into the output bag.
+        overwrite: replace an existing ``out`` once the new bag is complete.
+        providers: ONNX Runtime providers; default the ``providers`` parameter.
+        progress: show a tqdm progress bar.
+
+    Raises:
+        FileNotFoundError: bag or model missing.
+        BagError: unreadable bag, or it lacks the image or camera_info topic (named).
+        ValueError: invalid parameters.
+    """
+    from tqdm import tqdm
+
+    from xdrcdepth_ros.engine import Engine
+    from xdrcdepth_ros.pipeline import DepthPipeline
+
+    started = time.perf_counter()
+    bag = Path(bag)
+    if not bag.exists():
+        raise FileNotFoundError(f'bag {bag} does not exist')
+    overrides = {'model_path': str(model)} if model is not None else {}
+    windows = resolve_params(bag, params_file=params_file, overrides=overrides)
+    first = windows[0].config
+    model_path = resolve_model_path(first.model_path)
+    engine = Engine(model_path, providers=list(providers or first.providers),
+                    trt_cache_dir=first.trt_cache_dir or None,
+                    intra_op_threads=first.intra_op_threads)
+    pipeline = DepthPipeline(engine, output_size=first.output_size)
+    summary = ReplaySummary(Path(out), str(model_path), str(engine.provider.value),
+                            params=[w.source for w in windows])
+    classes = None
+    drops: Counter[str] = Counter()
+    latencies: list[float] = []
+    stages: dict[str, list[float]] = {}
+    with BagReader(bag) as reader:
+        for window in windows:
+            reader.require_topic(window.config.subscribed_image_topic, 'image')
+            reader.require_topic(window.config.camera_info_topic, 'camera_info')
+            summary.missing_topics += [t for t in window.config.radar_topics
+                                       if t not in reader.topics
+                                       and t not in summary.missing_topics]
+        if storage is None:
+            storage = _storage_of(bag)
+        with BagWriter(out, storage=storage, overwrite=overwrite) as writer:
+            classes = MessageClasses.from_typestore(writer.store)
+            tf = TfBuffer()
+            state: _Scene | None = None
+            next_window = 0
+            previous_ns: int | None = None
+
+            def drain(now_ns: int) -> None:
+                assert state is not None
+                while (synced := state.assembler.take(now_ns)) is not None:
+                    begin = time.perf_counter_ns()
+                    frame = frame_from_messages(
+                        synced, state.camera, state.config, state.field_map, state.extrinsics,
+                        lambda reason, message: drops.update([reason]))
+                    if frame is None:
+                        continue
+                    result = pipeline.run(frame)
+                    header = synced.image.header
+                    messages = output_messages(result, state.camera, header, state.config,
+                                               classes, float(engine.metadata.max_depth))
+                    latencies.append((time.perf_counter_ns() - begin) / 1e6)
+                    for stage, value in result.timings_ms.items():
+                        stages.setdefault(stage, []).append(value)
+                    for suffix, msg in messages:
+                        writer.write(output_topic(suffix), synced.stamp_ns, msg)
+                    summary.frames_out += 1
+                    summary.stamps_ns.append(int(synced.stamp_ns))
+
+            def finish_scene() -> None:
+                if state is None or previous_ns is None:
+                    return
+                drain(previous_ns + state.config.sync_config().wait_ns + 1)
+                for name, value in asdict(state.assembler.stats).items():
+                    if name.startswith('dropped_') or name == 'duplicates':
+                        drops[name] += int(value)
+
+            bar = tqdm(total=reader.reader.message_count, desc='replay', unit='msg',
+                       disable=not progress)
+            with bar:
+                for message in reader.messages():
+                    bar.update(1)
+                    stamp = message.stamp_ns
+                    if next_window < len(windows) and stamp >= windows[next_window].start_ns:
+                        finish_scene()
+                        state = _Scene(windows[next_window], engine.metadata, tf)
+                        next_window += 1
+                    elif previous_ns is not None and stamp > previous_ns and state is not None:
+                        drain(stamp)
+                    previous_ns = stamp
+                    if passthrough:
+                        writer.write_raw(message.topic, message.msgtype, stamp, message.raw,
+                                         qos=message.qos)
+                    if state is not None:
+                        _ingest(reader, message, state, tf, summary, drops)
+                finish_scene()
+    summary.drops = {k: v for k, v in sorted(drops.items()) if v}
+    summary.latency_ms = _latency(latencies, stages)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def _ingest(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
+            summary: ReplaySummary, drops: Counter[str]) -> None:
+    """Hand one bag message to the scene's state, as the node's subscriptions would."""
+    config, topic = state.config, message.topic
+    if topic == '/tf_static':
+        tf.add_static(reader.deserialize(message))
+    elif topic == config.camera_info_topic:
+        try:
+            state.camera = conversions.camera_info_to_model(reader.deserialize(message))
+        except ValueError:
+            drops['bad_camera_info'] += 1
+    elif topic == config.subscribed_image_topic:
+        msg = reader.deserialize(message)
+        summary.frames_in += 1
+        state.assembler.add_image(conversions.stamp_to_ns(msg.header.stamp), msg,
+                                  message.stamp_ns)
+    elif topic in state.radar_index:
+        msg = reader.deserialize(message)
+        state.assembler.add_radar(state.radar_index[topic],
+                                  conversions.stamp_to_ns(msg.header.stamp), msg,
+                                  message.stamp_ns)
+
+
+def _storage_of(bag: Path) -> Storage:
+    if bag.suffix == '.mcap':
+        return Storage.MCAP
+    metadata = bag / 'metadata.yaml'
+    if metadata.is_file():
+        info = yaml.safe_load(metadata.read_text()).get('rosbag2_bagfile_information', {})
+        if info.get('storage_identifier') == 'mcap':
+            return Storage.MCAP
+    return Storage.SQLITE3
+
+
+def _latency(latencies: list[float], stages: dict[str, list[float]]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    values = np.asarray(latencies)
+    out = {'mean': float(values.mean()), 'p50': float(np.percentile(values, 50)),
+           'p95': float(np.percentile(values, 95)), 'max': float(values.max())}
+    out.update({f'{stage}_mean': float(np.mean(v)) for stage, v in stages.items()})
+    return out
+
