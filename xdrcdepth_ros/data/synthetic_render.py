@@ -197,6 +197,59 @@ def _windows(a: np.ndarray, y: np.ndarray, top: float, pattern: int) -> tuple:
     return mask, _hash(ka, ky, pattern)
 
 
+_GLASS = np.array([0.09, 0.11, 0.13], dtype=np.float32)
+
+
+def _cabin_color(box: Box, axis: str, a: np.ndarray, b: np.ndarray, base: np.ndarray,
+                 n: int) -> np.ndarray:
+    """Car cabin: windscreen / rear window, side windows split by a pillar, painted roof."""
+    col = np.tile(base, (n, 1))
+    rel = (b - box.y0) / (box.y1 - box.y0)
+    if axis == 'z':
+        along = (a - box.x0) / (box.x1 - box.x0)
+        col[(rel > 0.12) & (along > 0.07) & (along < 0.93)] = _GLASS
+    elif axis == 'x':
+        along = (a - box.z0) / (box.z1 - box.z0)
+        glass = (rel > 0.15) & (rel < 0.92) & (along > 0.06) & (along < 0.94)
+        glass &= np.abs(along - 0.5) > 0.03
+        col[glass] = _GLASS * 1.2
+    return col
+
+
+def _body_color(box: Box, axis: str, a: np.ndarray, b: np.ndarray, base: np.ndarray,
+                n: int) -> np.ndarray:
+    """Car body or truck: lights, plate, bumper, wheels; trucks get a cab windscreen."""
+    col = np.tile(base, (n, 1))
+    rel = (b - box.y0) / (box.y1 - box.y0)  # 0 at the top, 1 at the ground
+    truck = box.kind == Kind.TRUCK
+    oncoming = box.velocity[1] < 0
+    if axis == 'z':
+        along = (a - box.x0) / (box.x1 - box.x0)
+        if truck and oncoming:
+            col[(rel > 0.08) & (rel < 0.4) & (along > 0.06) & (along < 0.94)] = _GLASS
+        lights = (rel > 0.12) & (rel < 0.38) if not truck else (rel > 0.7) & (rel < 0.78)
+        lights &= (along < 0.17) | (along > 0.83)
+        col[lights] = (0.95, 0.93, 0.8) if oncoming else (0.75, 0.05, 0.04)
+        plate = (rel > 0.45) & (rel < 0.62) & (along > 0.38) & (along < 0.62)
+        if truck:
+            plate = (rel > 0.82) & (rel < 0.88) & (along > 0.4) & (along < 0.6)
+        col[plate] = (0.85, 0.85, 0.8)
+        col[rel > 0.8] *= 0.3
+    elif axis == 'x':
+        along = a - box.z0
+        if truck:
+            cab = along > (box.z1 - box.z0 - 2.2) if oncoming else along < 2.2
+            col[cab & (rel > 0.08) & (rel < 0.35)] = _GLASS
+        col[(rel > 0.85)] *= 0.5
+        wheel_r = 0.5 if truck else 0.33
+        wy = box.y1 - wheel_r
+        for wz in (box.z0 + 0.6 + wheel_r, box.z1 - 0.6 - wheel_r):
+            col[(a - wz) ** 2 + (b - wy) ** 2 < wheel_r ** 2] = (0.05, 0.05, 0.05)
+    else:
+        col *= 1.08
+    return np.clip(col, 0, 1)
+
+
 def _box_color(scene: Scene, box: Box, axis: str, a: np.ndarray, b: np.ndarray,
                normal: tuple[float, float, float]) -> np.ndarray:
     """Colour of face points; (a, b) are in-plane coordinates (x|z along, y down, or x, z)."""
@@ -213,36 +266,10 @@ def _box_color(scene: Scene, box: Box, axis: str, a: np.ndarray, b: np.ndarray,
             ground = b > box.y1 - 3.2
             col[ground & ~mask] *= 0.8
         return col * shade
+    if kind == Kind.CABIN:
+        return _cabin_color(box, axis, a, b, base, n) * shade
     if kind in (Kind.CAR, Kind.TRUCK):
-        col = np.tile(base, (n, 1))
-        height = box.y1 - box.y0
-        rel = (b - box.y0) / height  # 0 at the roof, 1 at the ground
-        if axis == 'z':
-            along = (a - box.x0) / (box.x1 - box.x0)
-            glass = (rel > 0.08) & (rel < 0.42) & (along > 0.1) & (along < 0.9)
-            if kind == Kind.TRUCK:
-                glass &= box.velocity[1] < 0  # only the cab front has a windscreen
-            col[glass] = (0.1, 0.12, 0.14)
-            light = (rel > 0.5) & (rel < 0.62) & ((along < 0.16) | (along > 0.84))
-            oncoming = box.velocity[1] < 0
-            col[light] = (0.95, 0.93, 0.8) if oncoming else (0.75, 0.05, 0.04)
-            col[(rel > 0.8)] *= 0.35
-            plate = (rel > 0.64) & (rel < 0.76) & (along > 0.4) & (along < 0.6)
-            col[plate] = (0.85, 0.85, 0.8)
-        elif axis == 'x':
-            along = a - box.z0
-            length = box.z1 - box.z0
-            glass = (rel > 0.08) & (rel < 0.42) & (along > 0.6) & (along < length - 0.5)
-            if kind == Kind.TRUCK:
-                glass &= along < 2.0
-            col[glass] = (0.12, 0.13, 0.16)
-            wheel_r = 0.34 if kind == Kind.CAR else 0.5
-            wy = box.y1 - wheel_r
-            for wz in (box.z0 + 0.8 + wheel_r, box.z1 - 0.8 - wheel_r):
-                col[(along + box.z0 - wz) ** 2 + (b - wy) ** 2 < wheel_r ** 2] = (0.06, 0.06, 0.06)
-        else:
-            col *= 1.1
-        return np.clip(col, 0, 1) * shade
+        return _body_color(box, axis, a, b, base, n) * shade
     if kind in (Kind.CANOPY, Kind.WALL):
         tex = _tex(a * 1.7, b * 1.3, 8.0, box.pattern % 89)
         return np.tile(base, (n, 1)) * (0.8 + 0.35 * tex)[:, None] * shade

@@ -27,6 +27,7 @@ class Kind(enum.IntEnum):
     BACKDROP = 7
     WALL = 8
     SHADOW = 9
+    CABIN = 10
 
 
 VEHICLE_KINDS = (Kind.CAR, Kind.TRUCK)
@@ -96,21 +97,33 @@ def _pick(rng: np.random.Generator, palette: np.ndarray, jitter: float = 0.06) -
 
 
 def _vehicle(rng: np.random.Generator, x_center: float, z0: float, ground: float,
-             velocity: tuple[float, float]) -> Box:
-    """A car (80 %), van (10 %) or truck / bus (10 %) standing on the plane y = ground."""
+             velocity: tuple[float, float]) -> list[Box]:
+    """A car (80 %), van (10 %) or truck / bus (10 %) on the plane y = ground.
+
+    Cars and vans are a body box plus a narrower glass cabin on top; trucks are one box. The
+    first box is the body (radar reflector); its z extent is the vehicle's.
+    """
     roll = rng.random()
-    if roll < 0.8:
-        kind, w, h, length = Kind.CAR, rng.uniform(1.7, 1.95), rng.uniform(1.4, 1.65), \
-            rng.uniform(4.0, 4.9)
-    elif roll < 0.9:
-        kind, w, h, length = Kind.CAR, rng.uniform(1.9, 2.1), rng.uniform(1.8, 2.1), \
-            rng.uniform(4.8, 5.6)
-    else:
-        kind, w, h, length = Kind.TRUCK, rng.uniform(2.4, 2.6), rng.uniform(2.9, 3.6), \
-            rng.uniform(7.0, 12.0)
-    color = _pick(rng, _CAR_COLORS) if kind == Kind.CAR else _pick(rng, _BUILDING_COLORS, 0.1)
-    return Box(x_center - w / 2, x_center + w / 2, ground - h, ground, z0, z0 + length, kind,
-               color, velocity, int(rng.integers(1 << 30)))
+    pattern = int(rng.integers(1 << 30))
+    if roll < 0.9:
+        van = roll >= 0.8
+        w = rng.uniform(1.9, 2.1) if van else rng.uniform(1.7, 1.95)
+        h = rng.uniform(1.8, 2.1) if van else rng.uniform(1.4, 1.6)
+        length = rng.uniform(4.8, 5.6) if van else rng.uniform(4.0, 4.9)
+        color = _pick(rng, _CAR_COLORS)
+        x0, x1 = x_center - w / 2, x_center + w / 2
+        body_top = ground - h * (0.62 if van else 0.55)
+        body = Box(x0, x1, body_top, ground, z0, z0 + length, Kind.CAR, color, velocity,
+                   pattern)
+        front, rear = (0.12, 0.3) if van else (0.22, 0.28)
+        if velocity[1] < 0:  # oncoming: the camera sees the front, whose bonnet is longer
+            front, rear = rear, front
+        cabin = Box(x0 + 0.1, x1 - 0.1, ground - h, body_top, z0 + length * front,
+                    z0 + length * (1 - rear), Kind.CABIN, color, velocity, pattern)
+        return [body, cabin]
+    w, h, length = rng.uniform(2.4, 2.6), rng.uniform(2.9, 3.6), rng.uniform(7.0, 12.0)
+    return [Box(x_center - w / 2, x_center + w / 2, ground - h, ground, z0, z0 + length,
+                Kind.TRUCK, _pick(rng, _BUILDING_COLORS, 0.1), velocity, pattern)]
 
 
 def _lanes(rng: np.random.Generator, scene_boxes: list[Box], lines: list[LaneLine],
@@ -142,9 +155,9 @@ def _lanes(rng: np.random.Generator, scene_boxes: list[Box], lines: list[LaneLin
             else:
                 velocity = (0.0, max(0.0, ego_speed + rng.normal(0.0, 2.5)))
             car = _vehicle(rng, xc + rng.normal(0, 0.25), z, cam_h, velocity)
-            if not (i == ego_lane and car.z0 < 5.0):
-                scene_boxes.append(car)
-            z = car.z1 + rng.uniform(4.0, 35.0)
+            if not (i == ego_lane and car[0].z0 < 5.0):
+                scene_boxes.extend(car)
+            z = car[0].z1 + rng.uniform(4.0, 35.0)
     right = left + n_lanes * lane_w
     # Parking strips with stationary cars along one or both kerbs.
     for side in (-1, 1):
@@ -156,8 +169,8 @@ def _lanes(rng: np.random.Generator, scene_boxes: list[Box], lines: list[LaneLin
             while z < z_end - 8:
                 if rng.random() < 0.65:
                     car = _vehicle(rng, xc, z, cam_h, (0.0, 0.0))
-                    scene_boxes.append(car)
-                    z = car.z1 + rng.uniform(0.8, 3.0)
+                    scene_boxes.extend(car)
+                    z = car[0].z1 + rng.uniform(0.8, 3.0)
                 else:
                     z += rng.uniform(4.0, 12.0)
             if side < 0:
