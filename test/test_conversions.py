@@ -1,7 +1,9 @@
 """ROS message <-> numpy conversions on real rclpy and rosbags message classes."""
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 
 import cv2
 from hypothesis import given, settings, strategies as st
@@ -78,6 +80,23 @@ def random_pixels(encoding: str, height: int = 5, width: int = 7, seed: int = 0)
         return pixels
     info = np.iinfo(dtype)
     return rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- package API
+
+
+def test_package_re_exports_every_public_name_of_its_modules():
+    """Callers import from ``xdrcdepth_ros.conversions`` only; no module keeps a name to itself."""
+    exported = set(conv.__all__)
+    assert len(exported) == len(conv.__all__)
+    for info in pkgutil.iter_modules(conv.__path__):
+        module = importlib.import_module(f'{conv.__name__}.{info.name}')
+        for name, value in vars(module).items():
+            if name.startswith('_') or getattr(value, '__module__', None) != module.__name__:
+                continue
+            assert name in exported, f'{module.__name__}.{name} is missing from __all__'
+            assert getattr(conv, name) is value
+    assert 'POINT_FIELD_DTYPES' in exported and all(hasattr(conv, n) for n in exported)
 
 
 # ----------------------------------------------------------------------------- images
