@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -80,6 +81,6 @@ def load_sample(path: str | Path) -> Sample:
                     for parent in parents:
                         node = node.setdefault(parent, {})
                     node[leaf] = data[key]
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DatasetError(f'cannot read cached sample {path}: {err}') from err
     return Sample(meta=meta, radar_channels=channels, **fields)
