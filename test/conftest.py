@@ -27,3 +27,16 @@ def nuscenes_tables(nuscenes_root):
 def keyframes(nuscenes_tables):
     """The 8 bundled CAM_FRONT keyframes, sorted by scene and time."""
     return list(nuscenes_tables.keyframes())
+
+
+@pytest.fixture(scope='session')
+def tiny_model(tmp_path_factory) -> Path:
+    """A seeded random 'xdrcdepth_tiny' exported at 96x192: tiny.onnx + tiny.json; the .onnx path.
+
+    Exported once per session with xdrcdepth_ros.export (ORT-vs-torch parity checked there);
+    random weights give meaningless depth but the real graph, inputs and outputs.
+    """
+    from xdrcdepth_ros.export import export_random
+
+    out = tmp_path_factory.mktemp('tiny_model') / 'tiny.onnx'
+    return export_random('xdrcdepth_tiny', out, height=96, width=192, seed=0).onnx_path

@@ -1,0 +1,544 @@
+"""ONNX Runtime inference for exported XD-RCDepth models (numpy + onnxruntime, no torch).
+
+An exported model is ``NAME.onnx`` plus its metadata, stored twice: as JSON under the key
+``xdrcdepth`` in the ONNX ``metadata_props`` and in the sidecar ``NAME.json``. :class:`Engine`
+loads both, checks that they agree with each other and with the graph, picks execution providers
+(TensorRT → CUDA → CPU, filtered by what the installed onnxruntime offers) and runs one frame.
+
+Graph contract (batch 1, fixed size from the metadata):
+    inputs  ``image`` (1, H, W, 3) uint8 RGB raw pixels (or float32 0..255, see ``image_dtype``);
+            ``radar`` (1, C, H, W) float32 raw radar map (channel order in ``radar_channels``).
+    outputs ``depth`` (1, 1, H, W) or (1, H, W) float32 metres;
+            ``saliency`` same shape, [0, 1] (optional, listed in ``outputs``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+import enum
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+import warnings
+
+import numpy as np
+
+from xdrcdepth_ros.errors import MetadataError, XdrcDepthError
+from xdrcdepth_ros.geometry import check_model_size, RadarChannel
+
+_LOG = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+METADATA_KEY = 'xdrcdepth'
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RADAR_UNITS = {RadarChannel.DEPTH: 'm', RadarChannel.RCS: 'dBsm', RadarChannel.VX: 'm/s',
+               RadarChannel.VY: 'm/s'}
+_OUTPUTS = ('depth', 'saliency')
+#: PointCloud2 fields that feed rcs, vx, vy by default (nuScenes: ego-motion compensated).
+DEFAULT_RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
+_NUMPY_TYPES = {'uint8': 'tensor(uint8)', 'float32': 'tensor(float)'}
+
+
+class ModelFileError(XdrcDepthError, ValueError):
+    """The model file cannot be loaded: not ONNX, truncated, or an unexpected graph."""
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything a consumer needs to feed and interpret an exported model.
+
+    Attributes:
+        model_name: model family/variant, e.g. ``xdrcdepth`` or ``lircdepth``.
+        input_height: model input height in pixels (multiple of 32).
+        input_width: model input width in pixels (multiple of 32).
+        radar_channels: radar map channel names (:class:`RadarChannel` values), depth first.
+        radar_units: unit of each radar channel (``m``, ``dBsm``, ``m/s``).
+        radar_fields: PointCloud2 field feeding each channel after depth (e.g. rcs, vx, vy).
+        max_depth: largest depth the model predicts, metres.
+        image_layout: layout of the ``image`` input; always ``NHWC``.
+        image_dtype: ``uint8`` (raw pixels) or ``float32`` (0..255, same meaning).
+        normalization_mean: ImageNet mean applied inside the graph after /255 (RGB order).
+        normalization_std: ImageNet std applied inside the graph after /255 (RGB order).
+        outputs: graph outputs, ``('depth',)`` or ``('depth', 'saliency')``.
+        precision: ``fp32`` or ``fp16`` (weights; inputs and outputs keep their types).
+        training_data: free-text description of the training data.
+        git_revision: source revision the export was made from.
+        parameter_count: number of model parameters.
+        metrics: evaluation metrics recorded with the checkpoint (name -> value).
+        checkpoint: checkpoint the weights came from ('' for a random initialisation).
+        model_kwargs: keyword arguments the model was built with (JSON-serialisable).
+        created: ISO 8601 UTC time of the export.
+        format_version: version of this metadata layout.
+    """
+
+    model_name: str
+    input_height: int
+    input_width: int
+    radar_channels: tuple[str, ...] = ('depth', 'rcs', 'vx', 'vy')
+    radar_units: tuple[str, ...] = ('m', 'dBsm', 'm/s', 'm/s')
+    radar_fields: tuple[str, ...] = DEFAULT_RADAR_FIELDS
+    max_depth: float = 80.0
+    image_layout: str = 'NHWC'
+    image_dtype: str = 'uint8'
+    normalization_mean: tuple[float, ...] = IMAGENET_MEAN
+    normalization_std: tuple[float, ...] = IMAGENET_STD
+    outputs: tuple[str, ...] = _OUTPUTS
+    precision: str = 'fp32'
+    training_data: str = ''
+    git_revision: str = ''
+    parameter_count: int = 0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    checkpoint: str = ''
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    created: str = ''
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        """Normalise sequences to tuples and validate every field (MetadataError if wrong)."""
+        for name in ('radar_channels', 'radar_units', 'radar_fields', 'normalization_mean',
+                     'normalization_std', 'outputs'):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise MetadataError(f'metadata {name} must be a list, got {value!r}')
+            object.__setattr__(self, name, tuple(value))
+        object.__setattr__(self, 'metrics', dict(self.metrics))
+        object.__setattr__(self, 'model_kwargs', dict(self.model_kwargs))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise MetadataError(f'metadata format_version {self.format_version} is not supported '
+                                f'(this package reads version {FORMAT_VERSION})')
+        try:
+            check_model_size(self.input_height, self.input_width)
+        except ValueError as err:
+            raise MetadataError(f'metadata input size: {err}') from err
+        valid = [channel.value for channel in RadarChannel]
+        unknown = [name for name in self.radar_channels if name not in valid]
+        if unknown or not self.radar_channels or self.radar_channels[0] != 'depth':
+            raise MetadataError(f'metadata radar_channels must start with depth and use {valid}, '
+                                f'got {list(self.radar_channels)}')
+        channels = len(self.radar_channels)
+        if len(self.radar_units) != channels or len(self.radar_fields) != channels - 1:
+            raise MetadataError(f'metadata has {channels} radar_channels but '
+                                f'{len(self.radar_units)} radar_units and '
+                                f'{len(self.radar_fields)} radar_fields (expected {channels - 1})')
+        if not (isinstance(self.max_depth, (int, float)) and self.max_depth > 0):
+            raise MetadataError(f'metadata max_depth must be > 0 m, got {self.max_depth!r}')
+        if self.image_layout != 'NHWC' or self.image_dtype not in _NUMPY_TYPES:
+            raise MetadataError(f'metadata image must be NHWC uint8 or float32, got '
+                                f'{self.image_layout} {self.image_dtype}')
+        if len(self.normalization_mean) != 3 or len(self.normalization_std) != 3:
+            raise MetadataError('metadata normalization_mean/std must have 3 values (RGB)')
+        if self.outputs not in (('depth',), _OUTPUTS):
+            raise MetadataError(f"metadata outputs must be ['depth'] or ['depth', 'saliency'], "
+                                f'got {list(self.outputs)}')
+        if self.precision not in ('fp32', 'fp16'):
+            raise MetadataError(f"metadata precision must be 'fp32' or 'fp16', got "
+                                f'{self.precision!r}')
+
+    @property
+    def has_saliency(self) -> bool:
+        """True when the graph also outputs the Grad-CAM saliency map."""
+        return 'saliency' in self.outputs
+
+    @property
+    def radar_channel_enums(self) -> tuple[RadarChannel, ...]:
+        """The radar channels as :class:`RadarChannel` members."""
+        return tuple(RadarChannel(name) for name in self.radar_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (lists for tuples)."""
+        out = asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in out.items()}
+
+    def to_json(self) -> str:
+        """Return the metadata as an indented JSON document."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = 'metadata') -> 'ModelMetadata':
+        """Build from a parsed JSON object; unknown keys are ignored (newer writers).
+
+        Raises:
+            MetadataError: a required key is missing or a value is invalid.
+        """
+        if not isinstance(data, Mapping):
+            raise MetadataError(f'{source}: expected a JSON object, got {type(data).__name__}')
+        known = {item.name for item in fields(cls)}
+        missing = [name for name in ('model_name', 'input_height', 'input_width')
+                   if name not in data]
+        if missing:
+            raise MetadataError(f'{source}: missing required keys {missing}')
+        try:
+            return cls(**{key: value for key, value in data.items() if key in known})
+        except MetadataError as err:
+            raise MetadataError(f'{source}: {err}') from err
+        except TypeError as err:
+            raise MetadataError(f'{source}: {err}') from err
+
+    @classmethod
+    def from_json(cls, text: str, source: str = 'metadata') -> 'ModelMetadata':
+        """Parse a JSON document (MetadataError when it is not valid JSON)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise MetadataError(f'{source}: not valid JSON ({err})') from err
+        return cls.from_dict(data, source)
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """Return the sidecar JSON path of a model: ``NAME.onnx`` -> ``NAME.json``."""
+    return Path(model_path).with_suffix('.json')
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read model metadata from a sidecar ``.json`` or from an ``.onnx`` file's metadata_props.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        MetadataError: the metadata is missing or malformed.
+        ModelFileError: an ``.onnx`` file cannot be parsed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'model metadata file not found: {path}')
+    if path.suffix == '.json':
+        return ModelMetadata.from_json(path.read_text(encoding='utf-8'), str(path))
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = _open_session(path, options, ['CPUExecutionProvider'], None)
+    return _embedded_metadata(session, path)
+
+
+def _embedded_metadata(session: Any, path: Path) -> ModelMetadata:
+    props = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in props:
+        raise MetadataError(f'{path}: no {METADATA_KEY!r} entry in the ONNX metadata_props; '
+                            'export models with `xdrcdepth export`')
+    return ModelMetadata.from_json(props[METADATA_KEY], f'{path} (metadata_props)')
+
+
+# ----------------------------------------------------------------------------- providers
+
+
+class Provider(str, enum.Enum):
+    """ONNX Runtime execution providers this package knows how to configure."""
+
+    TENSORRT = 'TensorrtExecutionProvider'
+    """NVIDIA TensorRT (fastest on NVIDIA GPUs; builds an engine on first use)."""
+    CUDA = 'CUDAExecutionProvider'
+    """NVIDIA CUDA/cuDNN."""
+    CPU = 'CPUExecutionProvider'
+    """The default CPU provider (always available)."""
+
+    @classmethod
+    def parse(cls, name: 'str | Provider') -> 'Provider':
+        """Accept ``tensorrt``/``trt``, ``cuda``, ``cpu`` (any case) or the ORT provider names.
+
+        Raises:
+            ValueError: unknown name; the message lists the valid ones.
+        """
+        if isinstance(name, Provider):
+            return name
+        key = str(name).strip().lower()
+        aliases = {'trt': cls.TENSORRT, 'tensorrt': cls.TENSORRT, 'cuda': cls.CUDA,
+                   'gpu': cls.CUDA, 'cpu': cls.CPU}
+        aliases.update({member.value.lower(): member for member in cls})
+        if key not in aliases:
+            valid = ', '.join(['tensorrt', 'cuda', 'cpu'] + [member.value for member in cls])
+            raise ValueError(f'unknown execution provider {name!r}; valid: {valid}')
+        return aliases[key]
+
+    @property
+    def is_gpu(self) -> bool:
+        """True for providers that run on an NVIDIA GPU."""
+        return self is not Provider.CPU
+
+
+DEFAULT_PROVIDERS = (Provider.TENSORRT, Provider.CUDA, Provider.CPU)
+
+
+def select_providers(requested: Sequence[str | Provider] | None,
+                     available: Sequence[str]) -> list[Provider]:
+    """Choose the providers to try, in order, from a request and what onnxruntime offers.
+
+    ``None`` means TensorRT → CUDA → CPU, silently filtered by ``available``. Requested providers
+    missing from ``available`` are dropped with one warning; CPU is always the last fallback.
+
+    Raises:
+        ValueError: a requested name is not a known provider.
+    """
+    wanted = list(DEFAULT_PROVIDERS) if requested is None else [
+        Provider.parse(name) for name in requested]
+    chosen = [provider for provider in dict.fromkeys(wanted) if provider.value in available
+              or provider is Provider.CPU]
+    missing = [provider.value for provider in dict.fromkeys(wanted) if provider not in chosen]
+    if missing and requested is not None:
+        warnings.warn(f'execution provider(s) {", ".join(missing)} not available in this '
+                      f'onnxruntime (available: {", ".join(available)}); falling back to '
+                      f'{", ".join(p.value for p in chosen) or Provider.CPU.value}',
+                      RuntimeWarning, stacklevel=2)
+    if Provider.CPU not in chosen:
+        chosen.append(Provider.CPU)
+    return chosen
+
+
+def _provider_options(provider: Provider, *, trt_cache_dir: Path | None, fp16: bool,
+                      device_id: int) -> dict[str, Any]:
+    if provider is Provider.TENSORRT:
+        options: dict[str, Any] = {'device_id': device_id, 'trt_fp16_enable': fp16}
+        if trt_cache_dir is not None:
+            trt_cache_dir.mkdir(parents=True, exist_ok=True)
+            # The engine build takes minutes; cache it and the kernel timings across runs.
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir),
+                           trt_timing_cache_enable=True, trt_timing_cache_path=str(trt_cache_dir))
+        return options
+    if provider is Provider.CUDA:
+        return {'device_id': device_id}
+    return {}
+
+
+def _open_session(path: Path, options: Any, providers: list[Any], provider_options: Any) -> Any:
+    """Create an InferenceSession; problems with the file itself become ModelFileError."""
+    import onnxruntime as ort
+
+    try:
+        with warnings.catch_warnings():
+            # ORT's own "provider not available" UserWarning; the engine issues one clearer one.
+            warnings.filterwarnings('ignore', category=UserWarning, module='onnxruntime')
+            return ort.InferenceSession(str(path), sess_options=options, providers=providers,
+                                        provider_options=provider_options)
+    except Exception as err:  # ORT raises its own untyped pybind errors
+        text = ' '.join(str(err).split())
+        if type(err).__name__ in _FILE_ERRORS or 'Load model from' in text:
+            raise ModelFileError(f'{path} is not a valid ONNX model: {text}') from err
+        raise
+
+
+# Error classes onnxruntime raises for unreadable or invalid model files (not provider failures).
+_FILE_ERRORS = ('InvalidProtobuf', 'InvalidGraph', 'NoModel', 'NoSuchFile', 'NotImplemented')
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def _check_graph(session: Any, meta: ModelMetadata, path: Path) -> None:
+    """Raise MetadataError unless the graph's inputs/outputs match the metadata."""
+    height, width, channels = meta.input_height, meta.input_width, len(meta.radar_channels)
+    expected_inputs = {'image': (_NUMPY_TYPES[meta.image_dtype], [[1, height, width, 3]]),
+                       'radar': ('tensor(float)', [[1, channels, height, width]])}
+    expected_outputs = {name: ('tensor(float)', [[1, 1, height, width], [1, height, width]])
+                        for name in meta.outputs}
+    for kind, args, expected in (('input', session.get_inputs(), expected_inputs),
+                                 ('output', session.get_outputs(), expected_outputs)):
+        found = {arg.name: arg for arg in args}
+        if set(found) != set(expected):
+            raise MetadataError(f'{path}: graph {kind}s are {sorted(found)} but the metadata '
+                                f'implies {sorted(expected)}')
+        for name, (type_name, shapes) in expected.items():
+            arg = found[name]
+            # A symbolic (str) leading dim is a dynamic batch; everything else must match exactly.
+            shape = [dim if isinstance(dim, int) or index else 1
+                     for index, dim in enumerate(arg.shape)]
+            if arg.type != type_name or shape not in shapes:
+                raise MetadataError(
+                    f'{path}: graph {kind} {name!r} is {arg.type} {arg.shape}, metadata '
+                    f'({meta.input_height}x{meta.input_width}, {channels} radar channels, '
+                    f'{meta.image_dtype} image) implies {type_name} {shapes[0]}')
+
+
+class Engine:
+    """One ONNX Runtime session running an exported XD-RCDepth model on single frames.
+
+    Use as a context manager or call :meth:`close`. Options are keyword-only:
+
+    Args:
+        path: ``NAME.onnx``; its sidecar ``NAME.json`` is checked against the embedded copy.
+        providers: provider names in order of preference (``tensorrt``, ``cuda``, ``cpu`` or ORT
+            names); ``None`` = TensorRT → CUDA → CPU, filtered by ``available_providers``.
+        available_providers: what the installed onnxruntime offers (default
+            ``onnxruntime.get_available_providers()``); passed in by tests.
+        trt_cache_dir: folder for TensorRT engine and timing caches (None: no cache).
+        fp16: let TensorRT build FP16 kernels (for CUDA use the exported ``NAME.fp16.onnx``).
+        intra_op_threads: CPU threads for one operator; 0 = onnxruntime's default (one per
+            physical core).
+        device_id: CUDA device index.
+        io_binding: bind inputs/outputs to pre-allocated buffers; ``None`` = on for GPU
+            providers (avoids per-run allocations and host/device copies of the outputs).
+        warmup: number of warm-up runs on zero inputs (TensorRT builds its engine here).
+
+    Raises:
+        FileNotFoundError: the model file does not exist.
+        ModelFileError: the file is not a loadable ONNX model.
+        MetadataError: metadata missing, malformed, the two copies disagree, or it does not
+            match the graph.
+        ValueError: unknown provider name.
+    """
+
+    def __init__(self, path: str | Path, *, providers: Sequence[str | Provider] | None = None,
+                 available_providers: Sequence[str] | None = None,
+                 trt_cache_dir: str | Path | None = None, fp16: bool = False,
+                 intra_op_threads: int = 0, device_id: int = 0,
+                 io_binding: bool | None = None, warmup: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f'model file not found: {self.path}')
+        if intra_op_threads < 0 or warmup < 0:
+            raise ValueError(f'intra_op_threads and warmup must be >= 0, got '
+                             f'{intra_op_threads}, {warmup}')
+        if available_providers is None:
+            available_providers = ort.get_available_providers()
+        chosen = select_providers(providers, available_providers)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = int(intra_op_threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # ORT's own warnings duplicate ours
+        cache = Path(trt_cache_dir) if trt_cache_dir is not None else None
+        self._session = self._create(options, chosen, cache, fp16, device_id)
+        self.providers: tuple[str, ...] = tuple(self._session.get_providers())
+        self.provider = Provider.parse(self.providers[0])
+        if chosen[0] is not self.provider:
+            warnings.warn(f'{chosen[0].value} could not be used for {self.path.name}; running on '
+                          f'{self.provider.value}', RuntimeWarning, stacklevel=2)
+        self.metadata = self._load_metadata()
+        _check_graph(self._session, self.metadata, self.path)
+        self._binding: Any = None
+        if io_binding if io_binding is not None else self.provider.is_gpu:
+            self._bind(device='cuda' if self.provider.is_gpu else 'cpu', device_id=device_id)
+        meta = self.metadata
+        image = np.zeros((meta.input_height, meta.input_width, 3), dtype=meta.image_dtype)
+        radar = np.zeros((len(meta.radar_channels), meta.input_height, meta.input_width),
+                         dtype=np.float32)
+        for _ in range(int(warmup)):
+            self.run(image, radar)
+        _LOG.info('loaded %s (%s %dx%d) on %s', self.path, meta.model_name, meta.input_height,
+                  meta.input_width, self.provider.value)
+
+    def _create(self, options: Any, chosen: list[Provider], cache: Path | None, fp16: bool,
+                device_id: int) -> Any:
+        provider_options = [_provider_options(p, trt_cache_dir=cache, fp16=fp16,
+                                              device_id=device_id) for p in chosen]
+        names = [provider.value for provider in chosen]
+        try:
+            return _open_session(self.path, options, names, provider_options)
+        except ModelFileError:
+            raise
+        except Exception as err:  # a GPU provider failed to initialise (driver, libraries)
+            if chosen == [Provider.CPU]:
+                raise ModelFileError(f'cannot load {self.path}: {err}') from err
+            warnings.warn(f'could not start {", ".join(names[:-1])} ({" ".join(str(err).split())}'
+                          f'); falling back to {Provider.CPU.value}', RuntimeWarning,
+                          stacklevel=3)
+            # The fallback session should not warn a second time about the same provider.
+            return _open_session(self.path, options, [Provider.CPU.value], None)
+
+    def _load_metadata(self) -> ModelMetadata:
+        embedded = _embedded_metadata(self._session, self.path)
+        sidecar = sidecar_path(self.path)
+        if not sidecar.is_file():
+            _LOG.warning('no sidecar %s; using the metadata embedded in the model', sidecar)
+            return embedded
+        side = ModelMetadata.from_json(sidecar.read_text(encoding='utf-8'), str(sidecar))
+        if side != embedded:
+            diff = sorted(key for key, value in side.to_dict().items()
+                          if embedded.to_dict()[key] != value)
+            raise MetadataError(f'{sidecar} disagrees with the metadata embedded in '
+                                f'{self.path.name} on {diff}; re-export the model')
+        return embedded
+
+    def _bind(self, *, device: str, device_id: int) -> None:
+        import onnxruntime as ort
+
+        meta = self.metadata
+        self._binding = self._session.io_binding()
+        self._inputs = {}
+        for arg in self._session.get_inputs():
+            dtype = np.uint8 if arg.type == 'tensor(uint8)' else np.float32
+            value = ort.OrtValue.ortvalue_from_shape_and_type(
+                [1 if isinstance(dim, str) else dim for dim in arg.shape], dtype, device,
+                device_id)
+            self._inputs[arg.name] = value
+            self._binding.bind_ortvalue_input(arg.name, value)
+        self._outputs = {}
+        for arg in self._session.get_outputs():
+            shape = [1 if isinstance(dim, str) else dim for dim in arg.shape]
+            value = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device,
+                                                              device_id)
+            self._outputs[arg.name] = value
+            self._binding.bind_ortvalue_output(arg.name, value)
+        _LOG.debug('IO binding on %s for %s', device, meta.model_name)
+
+    def run(self, image: np.ndarray, radar: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run one frame.
+
+        Args:
+            image: (H, W, 3) RGB at the model size; uint8 (or float32 0..255 if the model's
+                ``image_dtype`` is float32).
+            radar: (C, H, W) radar map in the metadata's channel order (depth m first).
+
+        Returns:
+            ``(depth, saliency)``: (H, W) float32 metres, and (H, W) float32 in [0, 1] or None
+            when the model has no saliency output. Fresh arrays owned by the caller.
+
+        Raises:
+            ValueError: wrong shape or dtype (the message names the expected ones).
+            RuntimeError: the engine was closed.
+        """
+        if self._session is None:
+            raise RuntimeError('Engine.run() called after close()')
+        meta = self.metadata
+        height, width = meta.input_height, meta.input_width
+        image = np.asarray(image)
+        if image.shape != (height, width, 3) or image.dtype != np.dtype(meta.image_dtype):
+            raise ValueError(f'image must be ({height}, {width}, 3) {meta.image_dtype} RGB, got '
+                             f'{image.shape} {image.dtype}')
+        radar = np.asarray(radar)
+        channels = len(meta.radar_channels)
+        if radar.shape != (channels, height, width) or radar.dtype.kind != 'f':
+            raise ValueError(f'radar must be ({channels}, {height}, {width}) float32 '
+                             f'({", ".join(meta.radar_channels)}), got {radar.shape} '
+                             f'{radar.dtype}')
+        feeds = {'image': np.ascontiguousarray(image[None]),
+                 'radar': np.ascontiguousarray(radar[None], dtype=np.float32)}
+        if self._binding is not None:
+            for name, array in feeds.items():
+                self._inputs[name].update_inplace(array)
+            self._session.run_with_iobinding(self._binding)
+            results = {name: value.numpy() for name, value in self._outputs.items()}
+        else:
+            names = list(meta.outputs)
+            results = dict(zip(names, self._session.run(names, feeds)))
+        depth = np.array(results['depth'], dtype=np.float32).reshape(height, width)
+        saliency = results.get('saliency')
+        if saliency is not None:
+            saliency = np.array(saliency, dtype=np.float32).reshape(height, width)
+        return depth, saliency
+
+    def close(self) -> None:
+        """Release the session (and its GPU memory); further :meth:`run` calls raise."""
+        self._binding = None
+        self._inputs = self._outputs = {}
+        self._session = None
+
+    def __enter__(self) -> 'Engine':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        meta = getattr(self, 'metadata', None)
+        size = f'{meta.input_height}x{meta.input_width}' if meta else '?'
+        return f'Engine({str(self.path)!r}, {size}, provider={getattr(self, "provider", None)})'
