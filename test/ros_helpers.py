@@ -16,6 +16,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pytest
 
+from xdrcdepth_ros import conversions
+from xdrcdepth_ros.frame import Frame, RadarSweep
+from xdrcdepth_ros.node_params import extrinsics_from_transform
+
 DOMAIN_ID = 1 + os.getpid() % 101
 RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
 _MODEL_CACHE: dict[str, Path] = {}
@@ -71,16 +75,12 @@ def image_msg(image: np.ndarray, stamp_ns: int, frame_id: str = 'CAM_FRONT') -> 
     """sensor_msgs/Image rgb8 of an (H, W, 3) uint8 RGB image."""
     from sensor_msgs.msg import Image
 
-    from xdrcdepth_ros import conversions
-
     return conversions.make_image(Image, header(stamp_ns, frame_id), image, 'rgb8')
 
 
 def compressed_msg(jpeg: bytes, stamp_ns: int, frame_id: str = 'CAM_FRONT') -> Any:
     """sensor_msgs/CompressedImage carrying the JPEG file bytes as they are."""
     from sensor_msgs.msg import CompressedImage
-
-    from xdrcdepth_ros import conversions
 
     return conversions.make_compressed_image(CompressedImage, header(stamp_ns, frame_id), jpeg)
 
@@ -90,8 +90,6 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int,
     """sensor_msgs/CameraInfo of an undistorted camera: k = K, p = [K | 0]."""
     from sensor_msgs.msg import CameraInfo
 
-    from xdrcdepth_ros import conversions
-
     model = conversions.CameraModel.from_K(K, width, height)
     return conversions.make_camera_info(CameraInfo, header(stamp_ns, frame_id), model)
 
@@ -99,8 +97,6 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, stamp_ns: int,
 def cloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str = 'RADAR_FRONT') -> Any:
     """sensor_msgs/PointCloud2 of a structured array (every field in its native type)."""
     from sensor_msgs.msg import PointCloud2, PointField
-
-    from xdrcdepth_ros import conversions
 
     return conversions.make_pointcloud2(PointCloud2, PointField, header(stamp_ns, frame_id),
                                         points)
@@ -131,7 +127,6 @@ class Harness:
         self.node = rclpy.create_node('xdrcdepth_test_driver', context=self.context)
         self.executor.add_node(self.node)
         self._nodes: list[Any] = []
-        self._queues: dict[str, queue.Queue] = {}
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
@@ -163,13 +158,19 @@ class Harness:
         return self.node.create_publisher(msg_type, topic, QoSProfile(depth=10,
                                                                       reliability=policy))
 
-    def subscribe(self, msg_type: type, topic: str) -> queue.Queue:
-        """Collect messages of ``topic`` (reliable) into a queue, returned."""
+    def subscribe(self, msg_type: type, topic: str, *, timed: bool = False) -> queue.Queue:
+        """Collect messages of ``topic`` (reliable) into a queue, returned.
+
+        With ``timed`` the queue holds ``(receive time ns, message)``, the time on the test
+        node's clock (system time, like the stamps the tests give).
+        """
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         received: queue.Queue = queue.Queue()
-        self._queues[topic] = received
-        self.node.create_subscription(msg_type, topic, received.put,
+        clock = self.node.get_clock()
+        callback = ((lambda msg: received.put((clock.now().nanoseconds, msg))) if timed
+                    else received.put)
+        self.node.create_subscription(msg_type, topic, callback,
                                       QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         return received
 
@@ -213,3 +214,105 @@ class Harness:
         self.node.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=5.0)
+
+
+# ----------------------------------------------------------------------------- node rigs
+
+TIMEOUT = 30.0
+# nuScenes keyframe radar sweeps lag the camera by up to 66 ms in the bundled frames.
+SLOP = 0.08
+
+
+def node_params(model, extrinsics, **extra):
+    """Parameter overrides for a node on the bundled frames (static extrinsics, CPU)."""
+    from rclpy.parameter import Parameter
+
+    values = {'model_path': str(model), 'providers': ['cpu'], 'extrinsics_source': 'parameters',
+              'radar_extrinsics': list(extrinsics), 'sync_slop': SLOP, 'publish_color': False,
+              **extra}
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+@pytest.fixture(scope='module')
+def frames(keyframes):
+    """(image, K, radar cloud, image stamp, radar stamp, jpeg bytes) of the bundled keyframes."""
+    return [(kf.read_image(), np.asarray(kf.K), kf.read_radar('RADAR_FRONT'),
+             keyframe_stamp_ns(kf), keyframe_stamp_ns(kf, 'RADAR_FRONT'),
+             kf.camera.path.read_bytes()) for kf in keyframes]
+
+
+@pytest.fixture(scope='module')
+def extrinsics(keyframes):
+    """camera <- RADAR_FRONT of the first keyframe, as radar_extrinsics (x y z qx qy qz qw)."""
+    return extrinsics_from_transform(keyframes[0].T_cam_from('RADAR_FRONT'))
+
+
+@pytest.fixture(scope='module')
+def reference(node_model):
+    """A separate Engine + DepthPipeline factory: what the node must reproduce."""
+    from xdrcdepth_ros.engine import Engine
+    from xdrcdepth_ros.pipeline import DepthPipeline
+
+    engine = Engine(node_model, providers=['cpu'])
+    return lambda output_size='model': DepthPipeline(engine, output_size=output_size)
+
+
+def reference_frame(image, K, cloud, stamp_ns, radar_stamp_ns, extrinsics):
+    """The Frame the node should assemble: radar via the same conversions, T from parameters."""
+    from xdrcdepth_ros.geometry import transform_from_xyzw
+
+    sweeps = ()
+    if cloud is not None:
+        points, features = conversions.radar_from_cloud(
+            cloud, conversions.RadarFieldMap(RADAR_FIELDS))
+        transform = transform_from_xyzw(extrinsics[:3], extrinsics[3:])
+        sweeps = (RadarSweep(points, features, transform, radar_stamp_ns, 'RADAR_FRONT'),)
+    return Frame(image=image, K=K, radar=sweeps, stamp_ns=stamp_ns, frame_id='CAM_FRONT')
+
+
+def depth_array(msg):
+    """Depth pixels of a received Image (32FC1 metres or 16UC1 millimetres)."""
+    return np.array(conversions.image_to_array(msg))
+
+
+class Rig:
+    """The node under test plus the test publishers/subscribers on one harness."""
+
+    def __init__(self, harness, node, *, compressed=False, outputs=('depth', 'camera_info')):
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        self.harness, self.node = harness, node
+        image_type = CompressedImage if compressed else Image
+        image_topic = '/CAM_FRONT/image_raw' + ('/compressed' if compressed else '')
+        self.image = harness.publisher(image_type, image_topic)
+        self.info = harness.publisher(CameraInfo, '/CAM_FRONT/camera_info')
+        self.radar = harness.publisher(PointCloud2, '/RADAR_FRONT')
+        types = {'depth': Image, 'camera_info': CameraInfo, 'depth_color': Image,
+                 'saliency_overlay': Image, 'points': PointCloud2}
+        self.out = {name: harness.subscribe(types[name], f'/xdrcdepth/{name}')
+                    for name in outputs}
+        harness.wait_connected([self.image, self.info, self.radar])
+        harness.wait_subscribed(node, [f'/xdrcdepth/{name}' for name in outputs])
+
+    def counter(self, key):
+        """A diagnostic counter of the node (0 when it has not been counted yet)."""
+        return int(self.node.diagnostics()[2].get(key, 0))
+
+    def wait_counter(self, key, before):
+        """Wait until counter ``key`` exceeds ``before``."""
+        self.harness.wait_until(lambda: self.counter(key) > before, TIMEOUT, f'{key} to grow')
+
+    def send(self, image, K, cloud, stamp_ns, radar_stamp_ns, *, info=True):
+        """Publish CameraInfo, the radar sweep, then the image (radar first: no sync wait)."""
+        height, width = image.shape[:2] if isinstance(image, np.ndarray) else (900, 1600)
+        if info:
+            self.info.publish(camera_info_msg(K, width, height, stamp_ns))
+        if cloud is not None:
+            self.radar.publish(cloud_msg(cloud, radar_stamp_ns))
+        time.sleep(0.02)  # let the radar land before the image, as it does on a vehicle
+        self.image.publish(image_msg(image, stamp_ns) if isinstance(image, np.ndarray)
+                           else image)
+
+    def get(self, name='depth'):
+        """The next message on output ``name``."""
+        return self.harness.get(self.out[name], TIMEOUT, f'/xdrcdepth/{name}')

@@ -5,122 +5,18 @@ a test node (see ``ros_helpers``); nothing is mocked. Waits are bounded by deadl
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS 2 install)')
 
-from ros_helpers import (camera_info_msg, cloud_msg, compressed_msg, Harness,  # noqa: E402
-                         image_msg, keyframe_stamp_ns, node_model, RADAR_FIELDS)
+from ros_helpers import (compressed_msg, depth_array, extrinsics, frames, Harness,  # noqa: E402
+                         node_model, node_params, reference, reference_frame, Rig)
 
 from xdrcdepth_ros import conversions  # noqa: E402
-from xdrcdepth_ros.frame import Frame, RadarSweep  # noqa: E402
-from xdrcdepth_ros.node_params import extrinsics_from_transform  # noqa: E402
 
 pytestmark = pytest.mark.ros
-__all__ = ['node_model']  # the fixture is used by name
-
-TIMEOUT = 30.0
-# nuScenes keyframe radar sweeps lag the camera by up to 66 ms in the bundled frames.
-SLOP = 0.08
-
-
-def node_params(model, extrinsics, **extra):
-    """Parameter overrides for a node on the bundled frames (static extrinsics, CPU)."""
-    from rclpy.parameter import Parameter
-
-    values = {'model_path': str(model), 'providers': ['cpu'], 'extrinsics_source': 'parameters',
-              'radar_extrinsics': list(extrinsics), 'sync_slop': SLOP, 'publish_color': False,
-              **extra}
-    return [Parameter(name, value=value) for name, value in values.items()]
-
-
-@pytest.fixture(scope='module')
-def frames(keyframes):
-    """(image, K, radar cloud, image stamp, radar stamp, jpeg bytes) of the bundled keyframes."""
-    return [(kf.read_image(), np.asarray(kf.K), kf.read_radar('RADAR_FRONT'),
-             keyframe_stamp_ns(kf), keyframe_stamp_ns(kf, 'RADAR_FRONT'),
-             kf.camera.path.read_bytes()) for kf in keyframes]
-
-
-@pytest.fixture(scope='module')
-def extrinsics(keyframes):
-    """camera <- RADAR_FRONT of the first keyframe, as radar_extrinsics (x y z qx qy qz qw)."""
-    return extrinsics_from_transform(keyframes[0].T_cam_from('RADAR_FRONT'))
-
-
-@pytest.fixture(scope='module')
-def reference(node_model):
-    """A separate Engine + DepthPipeline factory: what the node must reproduce."""
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
-
-    engine = Engine(node_model, providers=['cpu'])
-    return lambda output_size='model': DepthPipeline(engine, output_size=output_size)
-
-
-def reference_frame(image, K, cloud, stamp_ns, radar_stamp_ns, extrinsics):
-    """The Frame the node should assemble: radar via the same conversions, T from parameters."""
-    from xdrcdepth_ros.geometry import transform_from_xyzw
-
-    sweeps = ()
-    if cloud is not None:
-        points, features = conversions.radar_from_cloud(
-            cloud, conversions.RadarFieldMap(RADAR_FIELDS))
-        transform = transform_from_xyzw(extrinsics[:3], extrinsics[3:])
-        sweeps = (RadarSweep(points, features, transform, radar_stamp_ns, 'RADAR_FRONT'),)
-    return Frame(image=image, K=K, radar=sweeps, stamp_ns=stamp_ns, frame_id='CAM_FRONT')
-
-
-def depth_array(msg):
-    """Depth pixels of a received Image (32FC1 metres or 16UC1 millimetres)."""
-    return np.array(conversions.image_to_array(msg))
-
-
-class Rig:
-    """The node under test plus the test publishers/subscribers on one harness."""
-
-    def __init__(self, harness, node, *, compressed=False, outputs=('depth', 'camera_info')):
-        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-
-        self.harness, self.node = harness, node
-        image_type = CompressedImage if compressed else Image
-        image_topic = '/CAM_FRONT/image_raw' + ('/compressed' if compressed else '')
-        self.image = harness.publisher(image_type, image_topic)
-        self.info = harness.publisher(CameraInfo, '/CAM_FRONT/camera_info')
-        self.radar = harness.publisher(PointCloud2, '/RADAR_FRONT')
-        types = {'depth': Image, 'camera_info': CameraInfo, 'depth_color': Image,
-                 'saliency_overlay': Image, 'points': PointCloud2}
-        self.out = {name: harness.subscribe(types[name], f'/xdrcdepth/{name}')
-                    for name in outputs}
-        harness.wait_connected([self.image, self.info, self.radar])
-        harness.wait_subscribed(node, [f'/xdrcdepth/{name}' for name in outputs])
-
-    def counter(self, key):
-        """A diagnostic counter of the node (0 when it has not been counted yet)."""
-        return int(self.node.diagnostics()[2].get(key, 0))
-
-    def wait_counter(self, key, before):
-        """Wait until counter ``key`` exceeds ``before``."""
-        self.harness.wait_until(lambda: self.counter(key) > before, TIMEOUT, f'{key} to grow')
-
-    def send(self, image, K, cloud, stamp_ns, radar_stamp_ns, *, info=True):
-        """Publish CameraInfo, the radar sweep, then the image (radar first: no sync wait)."""
-        height, width = image.shape[:2] if isinstance(image, np.ndarray) else (900, 1600)
-        if info:
-            self.info.publish(camera_info_msg(K, width, height, stamp_ns))
-        if cloud is not None:
-            self.radar.publish(cloud_msg(cloud, radar_stamp_ns))
-        time.sleep(0.02)  # let the radar land before the image, as it does on a vehicle
-        self.image.publish(image_msg(image, stamp_ns) if isinstance(image, np.ndarray)
-                           else image)
-
-    def get(self, name='depth'):
-        """The next message on output ``name``."""
-        return self.harness.get(self.out[name], TIMEOUT, f'/xdrcdepth/{name}')
-
+__all__ = ['node_model', 'frames', 'extrinsics', 'reference']  # fixtures, used by name
 
 def test_depth_for_every_bundled_frame_equals_the_pipeline(node_model, frames, extrinsics,
                                                            reference):

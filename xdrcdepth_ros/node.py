@@ -47,7 +47,7 @@ _ROS_TYPES = {
 }
 _OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 _WARN_PERIOD_NS = 5_000_000_000
-_POLL_S = 0.005  # while an image waits for radar, re-check this often (sync_wait_s resolution)
+_MIN_WAIT_S = 0.001  # never spin: a due-but-unreleased image is re-checked at most at 1 kHz
 _STAGES = ('decode', 'preprocess', 'engine', 'postprocess', 'publish', 'total', 'age')
 
 
@@ -323,13 +323,16 @@ class XdrcDepthNode(Node):
     # ------------------------------------------------------------------------- worker
 
     def _run_worker(self) -> None:
-        pending = False
+        timeout: float | None = None
         while not self._stop.is_set():
-            self._wake.wait(_POLL_S if pending else None)
+            self._wake.wait(timeout)
             self._wake.clear()
             assembler = self._assembler
             synced = assembler.take(time.monotonic_ns())
-            pending = assembler.stats.pending_images > 0
+            # Sleep until new data or until a buffered image stops waiting for its radar.
+            deadline = assembler.next_timeout_ns()
+            timeout = None if deadline is None else max(
+                (deadline - time.monotonic_ns()) / 1e9, _MIN_WAIT_S)
             if synced is None or self._stop.is_set():
                 continue
             try:
@@ -365,7 +368,7 @@ class XdrcDepthNode(Node):
         camera = self._camera
         if camera is None:
             self._warn('skipped_no_camera_info', f'no valid CameraInfo on '
-                       f'{self.config.camera_info_topic} yet; frames wait for one')
+                       f'{self.config.camera_info_topic} yet; frames are skipped until one arrives')
             return None
         try:
             compressed = self.config.image_transport == 'compressed'
