@@ -85,17 +85,14 @@ def radar_field_map(config: NodeConfig, metadata: Any) -> conversions.RadarField
     return conversions.RadarFieldMap(fields)
 
 
-def _radar_items(entry: Any) -> tuple[Any, ...]:
-    """A synced radar entry as a tuple of buffered items (accepts one item, None or a tuple)."""
-    if entry is None:
-        return ()
-    return tuple(entry) if isinstance(entry, (tuple, list)) else (entry,)
-
-
 def frame_from_messages(synced: Any, camera: conversions.CameraModel | None, config: NodeConfig,
                         field_map: conversions.RadarFieldMap, extrinsics: Extrinsics,
                         skip: Skip) -> Frame | None:
     """Decode a synced image + radar set into a :class:`Frame` (None when skipped).
+
+    Skip reasons are the node's diagnostic counter names (``skipped_no_camera_info``,
+    ``skipped_bad_image``, ``skipped_size_mismatch``, ``skipped_no_usable_radar``,
+    ``radar_unused_bad_cloud``, ``radar_unused_no_transform``).
 
     Args:
         synced: :class:`~xdrcdepth_ros.sync.SyncedFrame` whose items are image / PointCloud2
@@ -104,57 +101,57 @@ def frame_from_messages(synced: Any, camera: conversions.CameraModel | None, con
         config: node configuration (image transport, radar topics, require_radar).
         field_map: radar field mapping (:func:`radar_field_map`).
         extrinsics: camera ← radar lookup.
-        skip: called with (reason, message) for every skipped frame or radar sweep.
+        skip: called with (reason, message) for every skipped frame or unused radar sweep.
     """
     msg = synced.image
     if camera is None:
-        skip('no_camera_info', f'no valid CameraInfo on {config.camera_info_topic} yet; '
-             'frames are skipped until one arrives')
+        skip('skipped_no_camera_info', f'no valid CameraInfo on {config.camera_info_topic} yet; '
+             'frames wait for one')
         return None
     try:
-        if config.image_transport == 'compressed':
-            image = conversions.compressed_to_rgb(msg)
-        else:
-            image = conversions.image_to_rgb(msg)
+        image = (conversions.compressed_to_rgb(msg) if config.image_transport == 'compressed'
+                 else conversions.image_to_rgb(msg))
     except (XdrcDepthError, ValueError) as err:
-        skip('bad_image', f'image skipped: {err}')
+        skip('skipped_bad_image', f'image skipped: {err}')
         return None
     if image.shape[:2] != (camera.height, camera.width):
-        skip('size_mismatch', f'image is {image.shape[1]}x{image.shape[0]} but CameraInfo says '
-             f'{camera.width}x{camera.height}; frame skipped')
+        skip('skipped_size_mismatch', f'image is {image.shape[1]}x{image.shape[0]} but '
+             f'CameraInfo says {camera.width}x{camera.height}; frame skipped')
         return None
-    camera_frame = msg.header.frame_id
     sweeps = []
-    for index, entry in enumerate(synced.radars):
-        for radar in _radar_items(entry):
-            sweep = _radar_sweep(index, radar.item, camera_frame, config, field_map, extrinsics,
-                                 skip)
-            if sweep is None and config.require_radar:
-                return None
+    for index, matches in enumerate(synced.radars):
+        for radar in matches:
+            sweep = _radar_sweep(index, radar.item, msg.header.frame_id, config, field_map,
+                                 extrinsics, skip)
             if sweep is not None:
                 sweeps.append(sweep)
+    if config.require_radar and not sweeps:
+        skip('skipped_no_usable_radar', 'require_radar is set and no radar sweep of this frame '
+             'was usable; frame skipped')
+        return None
     return Frame(image=image, K=camera.K, radar=tuple(sweeps), stamp_ns=synced.stamp_ns,
-                 frame_id=camera_frame)
+                 frame_id=msg.header.frame_id)
 
 
 def _radar_sweep(index: int, msg: Any, camera_frame: str, config: NodeConfig,
                  field_map: conversions.RadarFieldMap, extrinsics: Extrinsics,
                  skip: Skip) -> RadarSweep | None:
     topic = config.radar_topics[index]
-    stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
     try:
-        points, features = conversions.radar_from_cloud(conversions.pointcloud2_to_array(msg),
-                                                        field_map)
+        cloud = conversions.pointcloud2_to_array(msg)
+        missing = conversions.missing_radar_fields(cloud.dtype, field_map)
+        if missing:
+            raise XdrcDepthError(f'no field(s) {list(missing)} (it has '
+                                 f'{list(cloud.dtype.names or ())}); set radar_fields')
+        points, features = conversions.radar_from_cloud(cloud, field_map)
     except (XdrcDepthError, ValueError) as err:
-        skip('bad_radar', f'radar sweep on {topic} unusable: {err}')
+        skip('radar_unused_bad_cloud', f'radar sweep on {topic} not used: {err}')
         return None
-    finite = np.isfinite(points).all(axis=1) & np.isfinite(features).all(axis=1)
-    if not finite.all():
-        points, features = points[finite], features[finite]
+    stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
     transform = extrinsics(index, msg.header.frame_id, camera_frame, stamp_ns)
     if transform is None:
-        skip('tf_failure', f'no transform {camera_frame} <- {msg.header.frame_id} at {stamp_ns} '
-             f'ns; radar on {topic} not used')
+        skip('radar_unused_no_transform', f'no transform {camera_frame!r} <- '
+             f'{msg.header.frame_id!r} at {stamp_ns} ns; radar on {topic} not used')
         return None
     return RadarSweep(points=points, features=features, T_cam_from_radar=transform,
                       stamp_ns=stamp_ns, frame_id=msg.header.frame_id)

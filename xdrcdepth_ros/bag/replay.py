@@ -176,27 +176,29 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
     bag = Path(bag)
     if not bag.exists():
         raise FileNotFoundError(f'bag {bag} does not exist')
+    if Path(out).exists() and not overwrite:
+        raise BagError(f'output bag {out} exists already; remove it or choose another path')
     overrides = {'model_path': str(model)} if model is not None else {}
     windows = resolve_params(bag, params_file=params_file, overrides=overrides)
     first = windows[0].config
     model_path = resolve_model_path(first.model_path)
-    engine = Engine(model_path, providers=list(providers or first.providers),
-                    trt_cache_dir=first.trt_cache_dir or None,
-                    intra_op_threads=first.intra_op_threads)
-    pipeline = DepthPipeline(engine, output_size=first.output_size)
-    summary = ReplaySummary(Path(out), str(model_path), str(engine.provider.value),
-                            params=[w.source for w in windows])
-    classes = None
     drops: Counter[str] = Counter()
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
     with BagReader(bag) as reader:
+        missing_topics: list[str] = []
         for window in windows:
             reader.require_topic(window.config.subscribed_image_topic, 'image')
             reader.require_topic(window.config.camera_info_topic, 'camera_info')
-            summary.missing_topics += [t for t in window.config.radar_topics
-                                       if t not in reader.topics
-                                       and t not in summary.missing_topics]
+            missing_topics += [t for t in window.config.radar_topics
+                               if t not in reader.topics and t not in missing_topics]
+        # The model loads only once the bag is known to be usable (a TensorRT build takes long).
+        engine = Engine(model_path, providers=list(providers or first.providers),
+                        trt_cache_dir=first.trt_cache_dir or None,
+                        intra_op_threads=first.intra_op_threads)
+        pipeline = DepthPipeline(engine, output_size=first.output_size)
+        summary = ReplaySummary(Path(out), str(model_path), str(engine.provider.value),
+                                params=[w.source for w in windows], missing_topics=missing_topics)
         if storage is None:
             storage = _storage_of(bag)
         with BagWriter(out, storage=storage, overwrite=overwrite) as writer:
