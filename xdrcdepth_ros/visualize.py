@@ -198,8 +198,10 @@ def make_panel(tiles: Sequence[tuple[str, np.ndarray]], *, columns: int | None =
         top, left = (index // columns) * cell_h, (index % columns) * width
         panel[top + title_height:top + cell_h, left:left + width] = _resize_to(
             image, height, width, cv2.INTER_AREA)
-        cv2.putText(panel, str(title), (left + 4, top + title_height - 7),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        # Drawn into the tile's own bar so a long title is clipped, not spilled on a neighbour.
+        bar = panel[top:top + title_height, left:left + width]
+        cv2.putText(bar, str(title), (4, title_height - 7), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
     return panel
 
 
