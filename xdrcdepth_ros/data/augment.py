@@ -58,7 +58,7 @@ def hflip(sample: Sample) -> Sample:
 
 def jitter_colors(image: np.ndarray, gamma: float, brightness: float,
                  colors: np.ndarray) -> np.ndarray:
-    """Apply ``((I / 255) ** gamma) * brightness * colors`` per channel, clipped; (H, W, 3) uint8."""
+    """``((I / 255) ** gamma) * brightness * colors`` per channel, clipped; (H, W, 3) uint8."""
     lut = (np.arange(256, dtype=np.float32) / 255.0) ** np.float32(gamma)
     out = lut[image] * (np.float32(brightness) * np.asarray(colors, dtype=np.float32))
     return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -136,7 +136,7 @@ _NOISE_POOL: np.ndarray | None = None
 
 
 def _noise_pool() -> np.ndarray:
-    """4 M fixed standard-normal values; a random slice of them is much cheaper than fresh draws."""
+    """4 M fixed standard-normal values; a random slice is much cheaper than fresh draws."""
     global _NOISE_POOL
     if _NOISE_POOL is None:
         _NOISE_POOL = np.random.default_rng(7).standard_normal(1 << 22, dtype=np.float32)
@@ -254,8 +254,9 @@ class SyntheticDataset:
         path = None
         if self.cache_dir is not None:
             fields = '-'.join(self.generator.radar_fields)
-            path = self.cache_dir / (f'synthetic_{self.split}_{self.seed}_{self.height}x'
-                                     f'{self.width}_{self.generator.mode}_{fields}_{index:06d}.npz')
+            path = self.cache_dir / (
+                f'synthetic_{self.split}_{self.seed}_{self.height}x{self.width}_'
+                f'{self.generator.mode}_{fields}_{index:06d}.npz')
             if path.is_file():
                 return load_sample(path)
         sample = self.generator(self.scene_seed(index), self.height, self.width)

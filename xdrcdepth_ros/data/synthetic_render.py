@@ -102,7 +102,7 @@ class Rasterizer:
 
     # ------------------------------------------------------------------ faces
     def face_z(self, z: float, xa: float, xb: float, ya: float, yb: float):
-        """Plane z = const, x in [xa, xb], y in [ya, yb]; a hit with coordinates (x, y)."""
+        """Plane z = const, x in [xa, xb], y in [ya, yb]; hit coordinates (x, y)."""
         if z <= NEAR_M:
             return None
         c0, c1 = self._cols(xa / z, xb / z)
@@ -118,7 +118,7 @@ class Rasterizer:
         return self._hit(r0, c0, win, x, y)
 
     def face_x(self, x: float, za: float, zb: float, ya: float, yb: float):
-        """Plane x = const (x != 0), z in [za, zb], y in [ya, yb]; a hit with coordinates (z, y)."""
+        """Plane x = const (x != 0), z in [za, zb], y in [ya, yb]; hit coordinates (z, y)."""
         za = max(za, NEAR_M)
         if zb <= za or abs(x) < 1e-6:
             return None
@@ -145,7 +145,7 @@ class Rasterizer:
         return self._hit(r0, c0, win, t[win], y[win])
 
     def face_y(self, y: float, xa: float, xb: float, za: float, zb: float):
-        """Plane y = const (y != 0), x in [xa, xb], z in [za, zb]; a hit with coordinates (x, z)."""
+        """Plane y = const (y != 0), x in [xa, xb], z in [za, zb]; hit coordinates (x, z)."""
         za = max(za, NEAR_M)
         if zb <= za or abs(y) < 1e-6:
             return None
@@ -238,7 +238,8 @@ def _body_color(box: Box, axis: str, a: np.ndarray, b: np.ndarray, base: np.ndar
     elif axis == 'x':
         along = a - box.z0
         if truck:
-            cab = along > (box.z1 - box.z0 - 2.2) if oncoming else along < 2.2
+            # The cab faces the camera on oncoming trucks, and is at the far end otherwise.
+            cab = along < 2.2 if oncoming else along > (box.z1 - box.z0 - 2.2)
             col[cab & (rel > 0.08) & (rel < 0.35)] = _GLASS
         col[(rel > 0.85)] *= 0.5
         wheel_r = 0.5 if truck else 0.33

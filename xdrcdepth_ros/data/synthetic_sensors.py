@@ -7,7 +7,8 @@ project at the mount height rather than on the surface that reflected them.
 
 Velocities follow the nuScenes PCD fields: ``vx, vy`` are the radial (Doppler) velocity decomposed
 along the line of sight *without* ego-motion compensation; ``vx_comp, vy_comp`` have the ego motion
-removed. A static object therefore reads ``v_r = -ego_speed * cos(azimuth)`` raw and ~0 compensated.
+removed. A static object therefore reads ``v_r = -ego_speed * cos(azimuth)`` raw and ~0
+compensated.
 """
 from __future__ import annotations
 
@@ -209,7 +210,8 @@ def simulate_radar(scene: Scene, rng: np.random.Generator,
 
 
 def simulate_lidar(depth: np.ndarray, K: np.ndarray, rng: np.random.Generator,
-                   elevations_deg: np.ndarray = HDL32_ELEVATIONS_DEG, azimuth_step_deg: float = 0.33,
+                   elevations_deg: np.ndarray = HDL32_ELEVATIONS_DEG,
+                   azimuth_step_deg: float = 0.33,
                    max_range_m: float = 100.0, dropout: float = 0.03) -> np.ndarray:
     """Sample a rotating-LiDAR pattern from an exact depth image.
 
