@@ -43,10 +43,14 @@ def saliency_target(depth: torch.Tensor, mask: torch.Tensor | None = None) -> to
     return (depth * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)
 
 
-def normalize_cam(cam: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale each image's non-negative CAM (B,1,h,w) to [0, 1] by its maximum (differentiable)."""
+def normalize_cam(cam: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Scale each image's non-negative CAM (B,1,h,w) to [0, 1] by its maximum (differentiable).
+
+    An all-zero map stays zero. ``eps`` only guards the division: Grad-CAM magnitudes scale
+    with 1 / (h·w), so keep it far below the values (the default suits float32).
+    """
     peak = cam.amax(dim=(1, 2, 3), keepdim=True)
-    return cam / (peak + eps)
+    return cam / peak.clamp_min(eps)
 
 
 def _layer_tensor(output: ModelOutput, layer: str) -> torch.Tensor:
@@ -98,12 +102,17 @@ def grad_cam(model: nn.Module, image: torch.Tensor, radar: torch.Tensor, layer: 
 
 
 def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
-                         mask: torch.Tensor | None = None) -> torch.Tensor:
+                         mask: torch.Tensor | None = None, *,
+                         scale_free: bool = False) -> torch.Tensor:
     """Grad-CAM at the input of ``head`` (B, 1, H, W), analytic: no backward pass.
 
     Equals ``grad_cam(model, ..., layer='head_input', mask=mask)`` for the model owning
     ``head``. ``head`` must be a ``DepthHead`` (one k x k conv, stride 1, zero padding k // 2,
     then max_depth · sigmoid).
+
+    With ``scale_free=True`` α_c is the spatial *sum* of the gradient instead of its mean: each
+    image's map is multiplied by H·W, so ``normalize_cam`` gives the same result, but the values
+    stay O(1) instead of O(1 / (H·W)) — safer in float16 engines.
     """
     conv = head.conv
     k_h, k_w = conv.kernel_size
@@ -114,22 +123,33 @@ def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
     logits = conv(head_input)
     sig = torch.sigmoid(logits)
     m = _mask_like(logits, mask)
-    count = m.sum(dim=(1, 2, 3), keepdim=True).clamp_min(1.0)
-    # g = ∂y/∂z per pixel; y is the per-image mean depth over the mask.
-    g = (head.max_depth * sig * (1.0 - sig) * m / count)[:, 0]
-    pixels = torch.ones_like(g).sum(dim=(1, 2))
+    # u·m ∝ ∂y/∂z per pixel (y = mean depth over the mask); averages only, so values stay O(1).
+    um = (head.max_depth * sig * (1.0 - sig) * m)[:, 0]  # (B, H, W)
+    mask_mean = m.mean(dim=(1, 2, 3)).clamp_min(1.0 / _pixels(um))  # Σm / (H·W)
+    inv_h = 1.0 / torch.ones_like(um[:1, :, 0]).sum(dim=1)  # (1,) tensors: export stays dynamic
+    inv_w = 1.0 / torch.ones_like(um[:1, 0, :]).sum(dim=1)
     pad_h, pad_w = k_h // 2, k_w // 2
-    # window[b, i, j] = Σ_p g_b(p) over p with p + (i - pad_h, j - pad_w) inside the image.
+    # window[b, i·k_w + j] = Σ_p u·m over p with p + (i - pad_h, j - pad_w) inside the image,
+    # divided by H·W: a region mean times the region's share of the image.
     rows = []
     for i in range(k_h):
         dy = i - pad_h
-        rows.append(g[:, max(0, -dy):(-dy if dy > 0 else None), :].sum(dim=1))
+        share = 1.0 - abs(dy) * inv_h
+        rows.append(um[:, max(0, -dy):(-dy if dy > 0 else None), :].mean(dim=1) * share)
     windows = []
     for row in rows:
         for j in range(k_w):
             dx = j - pad_w
-            windows.append(row[:, max(0, -dx):(-dx if dx > 0 else None)].sum(dim=1))
-    window = torch.stack(windows, dim=1)  # (B, k_h * k_w)
+            share = 1.0 - abs(dx) * inv_w
+            windows.append(row[:, max(0, -dx):(-dx if dx > 0 else None)].mean(dim=1) * share)
+    window = torch.stack(windows, dim=1) / mask_mean[:, None]  # (B, k_h * k_w)
     weight = conv.weight[0].reshape(conv.weight.shape[1], k_h * k_w)  # (C, k_h * k_w)
-    alpha = (window @ weight.t()) / pixels[:, None]  # (B, C)
+    alpha = window @ weight.t()  # (B, C): H·W times Grad-CAM's α
+    if not scale_free:
+        alpha = alpha / _pixels(um)
     return F.relu((alpha[:, :, None, None] * head_input).sum(dim=1, keepdim=True))
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """H·W of a (B, H, W) tensor as a tensor (keeps exported graphs shape-dynamic)."""
+    return torch.ones_like(x[:1]).sum()

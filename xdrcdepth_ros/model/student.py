@@ -55,7 +55,7 @@ class XDRCDepth(nn.Module):
                  pretrained_path: str | os.PathLike[str] | None = None,
                  width_mult: float = 1.0, last_channels: int | None = None,
                  fused_channels: Sequence[int] = (32, 48, 64, 160, 320),
-                 decoder_channels: Sequence[int] = (320, 128, 64, 32, 32),
+                 decoder_channels: Sequence[int] = (320, 128, 64, 32, 16),
                  daspp_branch: int = 96, daspp_rates: Sequence[int] = DEFAULT_DASPP_RATES,
                  film_mode: str = FiLMMode.CHANNEL.value, head_kernel: int = 3) -> None:
         super().__init__()
@@ -129,11 +129,12 @@ class XDRCDepth(nn.Module):
 
         The saliency is Grad-CAM at the depth head input for the target "mean predicted depth
         over all pixels", computed analytically (no backward pass), so one exported graph
-        yields both outputs.
+        yields both outputs. Equals ``normalize_cam(grad_cam(self, image, radar,
+        'head_input'))`` up to float rounding.
         """
         from xdrcdepth_ros.model.saliency import closed_form_head_cam, normalize_cam
 
         out = self.forward(image, radar)
-        cam = closed_form_head_cam(self.head, out.head_input)
-        return out.depth, normalize_cam(cam)
+        cam = closed_form_head_cam(self.head, out.head_input, scale_free=True)
+        return out.depth, normalize_cam(cam, eps=1e-6)
 
