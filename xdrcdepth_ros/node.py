@@ -24,6 +24,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
@@ -35,7 +36,7 @@ from xdrcdepth_ros.errors import XdrcDepthError
 from xdrcdepth_ros.frame import Frame, RadarSweep
 from xdrcdepth_ros.geometry import transform_from_xyzw
 from xdrcdepth_ros.node_params import (check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType,
-                                       resolve_model_path)
+                                       PROVIDERS, resolve_model_path)
 from xdrcdepth_ros.sync import FrameAssembler, SyncedFrame
 
 NODE_NAME = 'xdrcdepth'
@@ -177,6 +178,9 @@ class XdrcDepthNode(Node):
         super().__init__(node_name, **kwargs)
         try:
             self._setup(pipeline)
+        except (ParameterException, NameValidationException) as err:
+            super().destroy_node()
+            raise ValueError(f'invalid node parameters: {err}') from err
         except BaseException:
             super().destroy_node()  # no half-built node left in the graph
             raise
@@ -218,7 +222,9 @@ class XdrcDepthNode(Node):
         from xdrcdepth_ros.pipeline import DepthPipeline
 
         config = self.config
-        engine = Engine(resolve_model_path(config.model_path), providers=list(config.providers),
+        # The default list means "whatever is available", which the engine picks silently.
+        providers = None if config.providers == PROVIDERS else list(config.providers)
+        engine = Engine(resolve_model_path(config.model_path), providers=providers,
                         trt_cache_dir=config.trt_cache_dir or None,
                         intra_op_threads=config.intra_op_threads)
         return DepthPipeline(engine, output_size=config.output_size)

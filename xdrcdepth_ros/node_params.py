@@ -167,7 +167,7 @@ def _type_error(param: ParamSpec, value: Any) -> str | None:
     else:
         ok = (isinstance(value, (list, tuple, np.ndarray))
               and all(_is_number(v) for v in value))
-    return None if ok else f'{param.name} must be a {kind.value}, got {value!r}'
+    return None if ok else f'{param.name} must be of type {kind.value}, got {value!r}'
 
 
 def check_value(name: str, value: Any) -> str | None:
@@ -377,7 +377,7 @@ def default_model_path() -> Path:
         share = Path(get_package_share_directory('xdrcdepth_ros')) / 'models' / DEFAULT_MODEL_NAME
         if share.is_file():
             return share
-    except (ImportError, LookupError, ValueError):
+    except (ImportError, LookupError, OSError, ValueError):
         pass  # not installed through colcon/ament: fall back to the source checkout
     return Path(__file__).resolve().parents[1] / 'models' / DEFAULT_MODEL_NAME
 

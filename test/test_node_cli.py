@@ -1,0 +1,143 @@
+"""Starting the node: ``xdrcdepth node``, ``main()`` exit codes and start-up errors that name
+their cause (missing model, bad parameters, tf2 unavailable)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ros_helpers import node_model
+from xdrcdepth_ros import cli
+from xdrcdepth_ros.commands.node import ros_arguments
+
+__all__ = ['node_model']  # fixture, used by name
+ROOT = Path(__file__).resolve().parents[1]
+YAML_PATH = ROOT / 'config' / 'xdrcdepth.yaml'
+IDENTITY = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_ros_arguments_put_the_params_file_before_user_ros_args():
+    assert ros_arguments(None, []) == ['xdrcdepth_node']
+    assert ros_arguments(YAML_PATH, ['--ros-args', '-p', 'publish_points:=true']) == [
+        'xdrcdepth_node', '--ros-args', '--params-file', str(YAML_PATH),
+        '-p', 'publish_points:=true']
+
+
+def test_ros_arguments_reject_a_missing_file_and_stray_words(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing.yaml'):
+        ros_arguments(tmp_path / 'missing.yaml', [])
+    with pytest.raises(ValueError, match='after --ros-args'):
+        ros_arguments(None, ['-p', 'x:=1'])
+
+
+def test_cli_node_help_lists_the_params_file_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(['node', '--help'])
+    assert info.value.code == 0
+    assert '--params-file' in capsys.readouterr().out
+
+
+def test_cli_node_with_a_missing_params_file_exits_1(tmp_path, capsys):
+    assert cli.main(['node', '--params-file', str(tmp_path / 'none.yaml')]) == 1
+    assert 'ERROR: parameter file' in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- real rclpy
+
+
+@pytest.fixture
+def harness():
+    pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS install)')
+    from ros_helpers import Harness
+
+    with Harness() as running:
+        yield running
+
+
+def start(harness, **values):
+    from rclpy.parameter import Parameter
+
+    from xdrcdepth_ros.node import XdrcDepthNode
+
+    overrides = [Parameter(name, value=value) for name, value in values.items()]
+    return harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=overrides))
+
+
+@pytest.mark.ros
+def test_missing_model_names_the_path_and_how_to_get_one(harness, tmp_path):
+    with pytest.raises(FileNotFoundError, match='absent.onnx') as info:
+        start(harness, model_path=str(tmp_path / 'absent.onnx'),
+              extrinsics_source='parameters', radar_extrinsics=IDENTITY)
+    assert 'xdrcdepth export' in str(info.value)
+    assert 'xdrcdepth' not in harness.node.get_node_names()  # nothing half-built left behind
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('values, reason', [
+    ({'depth_encoding': 'mono16'}, "depth_encoding must be one of ['32FC1', '16UC1']"),
+    ({'sync_slop': 3.0}, 'sync_slop'),
+    ({'radar_fields': ['rcs', 'vx_comp']}, 'the model takes 3 radar channels after depth'),
+    ({'radar_extrinsics': IDENTITY * 2}, 'needs 7 (x, y, z, qx, qy, qz, qw) per radar topic'),
+    ({'image_topic': 'not a topic'}, 'invalid node parameters'),
+])
+def test_invalid_parameters_stop_start_up_with_the_reason(harness, node_model, values, reason):
+    base = {'model_path': str(node_model), 'extrinsics_source': 'parameters',
+            'radar_extrinsics': IDENTITY}
+    with pytest.raises(ValueError) as info:
+        start(harness, **{**base, **values})
+    assert reason in str(info.value)
+
+
+@pytest.mark.ros
+def test_tf_extrinsics_without_tf2_ros_explain_the_alternative(harness, node_model):
+    try:
+        import tf2_ros  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip('tf2_ros is installed here; the no-tf2 message cannot be shown')
+    from xdrcdepth_ros.errors import XdrcDepthError
+
+    with pytest.raises(XdrcDepthError, match='extrinsics_source:=parameters'):
+        start(harness, model_path=str(node_model))
+
+
+@pytest.mark.ros
+def test_main_returns_1_and_shuts_down_when_start_up_fails(tmp_path):
+    """The console script's exit code: 1 with a logged reason, and rclpy is shut down."""
+    pytest.importorskip('rclpy', reason='needs rclpy')
+    import rclpy
+
+    from ros_helpers import isolate_ros
+    from xdrcdepth_ros.node import main
+
+    isolate_ros()
+    code = main(['xdrcdepth_node', '--ros-args', '--params-file', str(YAML_PATH),
+                 '-p', f'model_path:={tmp_path / "absent.onnx"}'])
+    assert code == 1
+    assert not rclpy.ok()
+
+
+@pytest.mark.ros
+def test_tf_extrinsics_are_looked_up_at_the_radar_stamp(harness, node_model):
+    """With tf2_ros (a full ROS install) the camera <- radar transform comes from /tf_static."""
+    tf2_ros = pytest.importorskip('tf2_ros', reason='tf2_ros ships only with a full ROS 2 '
+                                  'install (no PyPI wheel); extrinsics from TF untested here')
+    import numpy as np
+    from geometry_msgs.msg import TransformStamped
+
+    from ros_helpers import header
+
+    node = start(harness, model_path=str(node_model))
+    transform = TransformStamped(header=header(0, 'CAM_FRONT'), child_frame_id='RADAR_FRONT')
+    transform.transform.translation.x = 1.5
+    transform.transform.rotation.w = 1.0
+    broadcaster = tf2_ros.StaticTransformBroadcaster(harness.node)
+    broadcaster.sendTransform(transform)
+    lookup = node._extrinsics
+    harness.wait_until(lambda: lookup(0, 'RADAR_FRONT', 'CAM_FRONT', 123) is not None, 10.0,
+                       'the static transform')
+    expected = np.eye(4)
+    expected[0, 3] = 1.5
+    np.testing.assert_allclose(lookup(0, 'RADAR_FRONT', 'CAM_FRONT', 123), expected)
+    assert lookup(0, 'NO_SUCH_FRAME', 'CAM_FRONT', 123) is None
