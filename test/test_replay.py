@@ -227,3 +227,15 @@ def test_default_params_are_the_node_defaults(tmp_path):
     assert len(windows) == 1
     assert windows[0].config.image_topic == defaults()['image_topic']
     assert windows[0].config.extrinsics_source == 'tf'
+
+
+def test_tf_extrinsics_come_from_the_bags_tf_static(input_bag, tiny_model, tmp_path):
+    """extrinsics_source: tf (the node default) is served from each scene's /tf_static."""
+    params = tmp_path / 'p.yaml'
+    values = load_params_file(input_bag / 'params' / 'scene-0916.CAM_FRONT.yaml')
+    values.update(extrinsics_source='tf', radar_extrinsics=[])
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}}))
+    summary = replay_bag(input_bag, tmp_path / 'out', model=tiny_model, params_file=params,
+                         providers=['cpu'], passthrough=False, progress=False)
+    assert summary.frames_out == 8
+    assert 'radar_unused_no_transform' not in summary.drops

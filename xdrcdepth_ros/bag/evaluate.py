@@ -148,7 +148,7 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
         for message in reader.messages([depth_topic, lidar_topic, '/tf', '/tf_static',
                                         *radar_topics]):
             if message.topic == '/tf_static':
-                tf.add_static(reader.deserialize(message))
+                tf.add_static(reader.deserialize(message), message.stamp_ns)
             elif message.topic == '/tf':
                 tf.add_dynamic(reader.deserialize(message))
             else:
@@ -291,4 +291,4 @@ def _camera_from_sensor(tf: TfBuffer, camera_frame: str, camera_ns: int, sensor_
     T = tf.lookup_compensated(camera_frame, camera_ns, sensor_frame, sensor_ns)
     if T is not None:
         return T, True
-    return tf.lookup_static(camera_frame, sensor_frame), False
+    return tf.lookup_static(camera_frame, sensor_frame, camera_ns), False

@@ -267,7 +267,7 @@ def _ingest(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
     """Hand one bag message to the scene's state, as the node's subscriptions would."""
     config, topic = state.config, message.topic
     if topic == '/tf_static':
-        tf.add_static(reader.deserialize(message))
+        tf.add_static(reader.deserialize(message), message.stamp_ns)
     elif topic == config.camera_info_topic:
         try:
             state.camera = conversions.camera_info_to_model(reader.deserialize(message))

@@ -23,17 +23,27 @@ def transform_of(msg: Any) -> np.ndarray:
 
 
 class TfBuffer:
-    """Static edges (latest message wins) and stamped dynamic edges, from TFMessages."""
+    """Static edges and stamped dynamic edges, from TFMessages.
+
+    Static edges are versioned by the bag time they arrived at: a bag that joins scenes from
+    different vehicles re-publishes ``/tf_static`` per scene, and a lookup ``at_ns`` sees the
+    edges in force then (tf2 semantics: a new edge replaces the same parent/child pair, other
+    edges stay).
+    """
 
     def __init__(self) -> None:
-        self._static: dict[tuple[str, str], np.ndarray] = {}
+        self._static_stamps: list[int] = []
+        self._static_versions: list[dict[tuple[str, str], np.ndarray]] = []
         self._dynamic: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
 
-    def add_static(self, tf_message: Any) -> None:
-        """Add or replace the static edges of a ``/tf_static`` TFMessage."""
+    def add_static(self, tf_message: Any, stamp_ns: int = 0) -> None:
+        """Add or replace static edges of a ``/tf_static`` TFMessage received at ``stamp_ns``."""
+        position = bisect.bisect_right(self._static_stamps, stamp_ns)
+        edges = dict(self._static_versions[position - 1]) if position else {}
         for transform in tf_message.transforms:
-            key = (transform.header.frame_id, transform.child_frame_id)
-            self._static[key] = transform_of(transform)
+            edges[(transform.header.frame_id, transform.child_frame_id)] = transform_of(transform)
+        self._static_stamps.insert(position, int(stamp_ns))
+        self._static_versions.insert(position, edges)
 
     def add_dynamic(self, tf_message: Any) -> None:
         """Add the stamped edges of a ``/tf`` TFMessage."""
@@ -51,15 +61,26 @@ class TfBuffer:
     @property
     def has_static(self) -> bool:
         """True once any static edge is known."""
-        return bool(self._static)
+        return bool(self._static_versions)
 
-    def lookup_static(self, target: str, source: str) -> np.ndarray | None:
-        """``T_target_from_source`` through static edges (either direction), or None."""
+    def lookup_static(self, target: str, source: str,
+                      at_ns: int | None = None) -> np.ndarray | None:
+        """``T_target_from_source`` through static edges (either direction), or None.
+
+        Args:
+            target: target frame.
+            source: source frame.
+            at_ns: bag time of the lookup; None uses the newest static edges.
+        """
         if target == source:
             return np.eye(4)
+        position = (len(self._static_versions) if at_ns is None
+                    else bisect.bisect_right(self._static_stamps, at_ns))
+        if position == 0:
+            return None
         # Breadth-first over the static graph; edges are walked both ways.
         neighbours: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for (parent, child), T in self._static.items():
+        for (parent, child), T in self._static_versions[position - 1].items():
             neighbours.setdefault(child, []).append((parent, T))
             neighbours.setdefault(parent, []).append((child, invert_transform(T)))
         frontier = [(source, np.eye(4))]
@@ -95,11 +116,12 @@ class TfBuffer:
                            tolerance_ns: int = 1_000_000) -> np.ndarray | None:
         """``T_target(t_target)_from_source(t_source)`` through ``fixed`` (ego motion compensated).
 
-        Both sensors hang off ``base`` through static edges; ``fixed → base`` is looked up at
-        each stamp (within ``tolerance_ns``). None if any piece is missing.
+        Both sensors hang off ``base`` through static edges (those in force at ``target_ns``);
+        ``fixed → base`` is looked up at each stamp (within ``tolerance_ns``). None if any piece
+        is missing.
         """
-        base_from_source = self.lookup_static(base, source)
-        base_from_target = self.lookup_static(base, target)
+        base_from_source = self.lookup_static(base, source, target_ns)
+        base_from_target = self.lookup_static(base, target, target_ns)
         fixed_from_base_s = self.lookup_dynamic(fixed, base, source_ns, tolerance_ns)
         fixed_from_base_t = self.lookup_dynamic(fixed, base, target_ns, tolerance_ns)
         if any(T is None for T in (base_from_source, base_from_target, fixed_from_base_s,
