@@ -264,7 +264,11 @@ def test_dataset_cache_dir_reuses_rendered_samples(tmp_path):
     first = dataset[1]
     files = list(tmp_path.glob('*.npz'))
     assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
     np.testing.assert_array_equal(dataset[1].radar, first.radar)
+    paths = dataset.prepare(tmp_path)
+    assert len(paths) == 2 and all(p.is_file() for p in paths)
+    assert files[0].stat().st_mtime_ns == mtime  # read back, not re-rendered
 
 
 def test_torch_dataset_tensors_and_epoch_seeding(samples):

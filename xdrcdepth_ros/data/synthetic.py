@@ -247,16 +247,30 @@ class SyntheticDataset:
         """Scene seed of sample ``index``."""
         return scene_seed(self.split, index, self.seed)
 
+    def prepare(self, cache_dir: str | Path) -> list[Path]:
+        """Render every sample into ``cache_dir`` (progress bar); later reads come from there."""
+        from tqdm import tqdm
+
+        self.cache_dir = Path(cache_dir)
+        paths = []
+        for index in tqdm(range(self.size), desc=f'render synthetic {self.split}', unit='scene'):
+            self[index]
+            paths.append(self._cache_path(self.cache_dir, index))
+        return paths
+
+    def _cache_path(self, folder: Path, index: int) -> Path:
+        fields = '-'.join(self.generator.radar_fields)
+        return folder / (
+            f'synthetic_{self.split}_{self.seed}_{self.height}x{self.width}_'
+            f'{self.generator.mode}_{fields}_{index:06d}.npz')
+
     def __getitem__(self, index: int) -> Sample:
         if not -self.size <= index < self.size:
             raise IndexError(f'index {index} out of range for {self.size} samples')
         index %= self.size
         path = None
         if self.cache_dir is not None:
-            fields = '-'.join(self.generator.radar_fields)
-            path = self.cache_dir / (
-                f'synthetic_{self.split}_{self.seed}_{self.height}x{self.width}_'
-                f'{self.generator.mode}_{fields}_{index:06d}.npz')
+            path = self._cache_path(self.cache_dir, index)
             if path.is_file():
                 return load_sample(path)
         sample = self.generator(self.scene_seed(index), self.height, self.width)

@@ -16,6 +16,9 @@ import numpy as np
 from xdrcdepth_ros.data.synthetic_scene import Box, Kind, Scene
 
 NEAR_M = 0.3
+#: A face's winning pixels: (rgb view of its rectangle, (h, w) mask, in-plane coordinates a, b
+#: of the masked pixels, metres).
+Hit = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _NOISE_SIZE = 256
 _NOISE: np.ndarray | None = None
 
@@ -85,7 +88,8 @@ class Rasterizer:
         r1 = min(self.height - 1, math.floor(self.cy + self.fy * hi))
         return r0, r1
 
-    def _commit(self, r0: int, c0: int, t: np.ndarray, inside: np.ndarray | None):
+    def _commit(self, r0: int, c0: int, t: np.ndarray,
+                inside: np.ndarray | None) -> np.ndarray | None:
         zview = self.depth[r0:r0 + t.shape[0], c0:c0 + t.shape[1]]
         win = t < zview
         if inside is not None:
@@ -95,13 +99,13 @@ class Rasterizer:
         zview[win] = t[win]
         return win
 
-    def _hit(self, r0: int, c0: int, win: np.ndarray, a: np.ndarray, b: np.ndarray):
+    def _hit(self, r0: int, c0: int, win: np.ndarray, a: np.ndarray, b: np.ndarray) -> Hit:
         """A face's winning pixels: (rgb view, mask, a, b) with a, b the in-plane coordinates."""
         view = self.rgb[r0:r0 + win.shape[0], c0:c0 + win.shape[1]]
         return view, win, a, b
 
     # ------------------------------------------------------------------ faces
-    def face_z(self, z: float, xa: float, xb: float, ya: float, yb: float):
+    def face_z(self, z: float, xa: float, xb: float, ya: float, yb: float) -> Hit | None:
         """Plane z = const, x in [xa, xb], y in [ya, yb]; hit coordinates (x, y)."""
         if z <= NEAR_M:
             return None
@@ -117,7 +121,7 @@ class Rasterizer:
         y = np.broadcast_to(z * self.dv[r0:r1 + 1, None], win.shape)[win]
         return self._hit(r0, c0, win, x, y)
 
-    def face_x(self, x: float, za: float, zb: float, ya: float, yb: float):
+    def face_x(self, x: float, za: float, zb: float, ya: float, yb: float) -> Hit | None:
         """Plane x = const (x != 0), z in [za, zb], y in [ya, yb]; hit coordinates (z, y)."""
         za = max(za, NEAR_M)
         if zb <= za or abs(x) < 1e-6:
@@ -144,7 +148,7 @@ class Rasterizer:
             return None
         return self._hit(r0, c0, win, t[win], y[win])
 
-    def face_y(self, y: float, xa: float, xb: float, za: float, zb: float):
+    def face_y(self, y: float, xa: float, xb: float, za: float, zb: float) -> Hit | None:
         """Plane y = const (y != 0), x in [xa, xb], z in [za, zb]; hit coordinates (x, z)."""
         za = max(za, NEAR_M)
         if zb <= za or abs(y) < 1e-6:
@@ -171,8 +175,8 @@ class Rasterizer:
             return None
         return self._hit(r0, c0, win, x[win], t[win])
 
-    def paint(self, hit, color: np.ndarray) -> None:
-        """Write (n, 3) colours for the pixels of a face hit (the z-buffer is already updated)."""
+    def paint(self, hit: Hit | None, color: np.ndarray | float) -> None:
+        """Write (n, 3) colours for a face hit's pixels (the z-buffer is already updated)."""
         if hit is not None:
             hit[0][hit[1]] = color
 
