@@ -2,8 +2,8 @@
 
 Protocol (CaFNet / LiRCDepth / XD-RCDepth evaluation code, RadarCam-Depth for ZJU-4DRadarCam):
 
-* Metrics are computed **per image** on its valid ground-truth pixels, then **averaged over images**
-  (not pooled over all pixels of the data set).
+* Metrics are computed **per image** on its valid ground-truth pixels, then **averaged over
+  images** (not pooled over all pixels of the data set).
 * The prediction is clipped to ``[min_depth, max_depth]`` (``min_depth`` defaults to 1e-3 m, as in
   the reference code). ``+inf`` becomes ``max_depth``; ``-inf`` and **NaN become ``min_depth``**,
   so a pixel the model declared invalid still counts as a (bad) prediction wherever there is GT;
@@ -48,7 +48,7 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def valid_mask(gt: np.ndarray, max_depth: float = 80.0, min_depth: float = 1e-3) -> np.ndarray:
-    """Boolean (H, W) mask of evaluated GT pixels: ``min_depth < gt < max_depth`` (NaN excluded)."""
+    """Boolean (H, W) mask of evaluated GT pixels: ``min_depth < gt < max_depth``, NaN out."""
     gt = np.asarray(gt)
     with np.errstate(invalid='ignore'):
         return (gt > min_depth) & (gt < max_depth)
@@ -56,7 +56,7 @@ def valid_mask(gt: np.ndarray, max_depth: float = 80.0, min_depth: float = 1e-3)
 
 def clip_prediction(pred: np.ndarray, max_depth: float = 80.0,
                     min_depth: float = 1e-3) -> np.ndarray:
-    """Clip a prediction to ``[min_depth, max_depth]``; NaN and -inf -> min, +inf -> max (float64)."""
+    """Clip a prediction to ``[min_depth, max_depth]`` (float64); NaN, -inf -> min; +inf -> max."""
     out = np.asarray(pred, dtype=np.float64).copy()
     out[np.isnan(out)] = min_depth
     return np.clip(out, min_depth, max_depth)
