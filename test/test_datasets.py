@@ -128,6 +128,10 @@ def test_accumulated_gt_is_denser_and_keeps_the_reference_scan(nuscenes_root,
     assert (s.gt_dense > 0).sum() > 3 * (single > 0).sum()
     has = single > 0
     assert np.all(s.gt_dense[has] > 0) and np.all(s.gt_dense[has] <= single[has] + 1e-4)
+    # The LiDAR's ~10k returns off the ego car's roof, seen from a later scan, would sit a few
+    # metres ahead of the camera at eye height; they must not reach the GT.
+    upper = s.gt_dense[:int(s.K[1, 2]) + 10]
+    assert np.count_nonzero((upper > 0) & (upper < 6.0)) == 0
 
 
 def test_dynamic_boxes_are_removed_like_devkit_points_in_box(nuscenes_root, nuscenes_tables,

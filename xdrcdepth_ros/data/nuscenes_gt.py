@@ -7,8 +7,8 @@ small extracts) are chained through ego poses into the keyframe camera, and poin
 annotated 3-D boxes of vehicles, people and animals are dropped from every scan but the reference
 one (annotations exist at keyframes; for sweeps between two keyframes the box centre is
 interpolated in time). Static scenery therefore accumulates, while objects stay where the
-reference scan sees them. Box-based removal replaces the paper's image segmentation, which this
-package does not ship.
+reference scan sees them; the ego car's own returns are dropped from the neighbour scans too.
+Box-based removal replaces the paper's image segmentation, which this package does not ship.
 """
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ from xdrcdepth_ros.nuscenes_io import Keyframe, NuScenesTables, read_lidar_bin
 
 #: Category prefixes whose boxes are removed from the non-reference scans.
 DYNAMIC_PREFIXES: tuple[str, ...] = ('vehicle.', 'human.', 'animal')
+#: The ego car in its own frame (x forward from the rear axle, y left), metres, with a margin.
+#: LIDAR_TOP records ~10k returns off the car's own roof; from a later scan they would land a
+#: few metres in front of the keyframe camera at eye height, so neighbour scans drop them.
+EGO_BOX_X_M = (-1.2, 3.4)
+EGO_BOX_Y_M = (-1.1, 1.1)
 
 
 class LidarAccumulator:
@@ -118,6 +123,7 @@ class LidarAccumulator:
             sensor = self.tables.sensor_record(record)
             points = read_lidar_bin(sensor.path)[:, :3].astype(np.float64)
             if record['token'] != reference:
+                points = _drop_ego(points, sensor.calibrated_sensor)
                 points = self._drop_boxes(points, sensor, record)
             T = nuscenes_cam_from_sensor(sensor.calibrated_sensor, sensor.ego_pose,
                                          camera.ego_pose, camera.calibrated_sensor)
@@ -138,3 +144,12 @@ class LidarAccumulator:
             local = (world - centre) @ rotation  # R^T (p - c), row-vector form
             keep &= ~np.all(np.abs(local) <= half, axis=1)
         return points[keep]
+
+
+def _drop_ego(points: np.ndarray, calibrated_sensor: dict) -> np.ndarray:
+    """Remove (N, 3) sensor-frame points that fall on the ego car (see ``EGO_BOX_*``)."""
+    T = transform_from_wxyz(calibrated_sensor['translation'], calibrated_sensor['rotation'])
+    ego = points @ T[:3, :3].T + T[:3, 3]
+    on_car = ((ego[:, 0] >= EGO_BOX_X_M[0]) & (ego[:, 0] <= EGO_BOX_X_M[1])
+              & (ego[:, 1] >= EGO_BOX_Y_M[0]) & (ego[:, 1] <= EGO_BOX_Y_M[1]))
+    return points[~on_car]
