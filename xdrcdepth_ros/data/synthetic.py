@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from xdrcdepth_ros.data.cache import load_sample, save_sample
+from xdrcdepth_ros.data.resample import resample_dense
 from xdrcdepth_ros.data.sample import Sample
 from xdrcdepth_ros.data.synthetic_render import render
 from xdrcdepth_ros.data.synthetic_scene import generate_scene
@@ -106,13 +107,13 @@ class SceneGenerator:
             rgb, depth = render(scene, K, width, height)
             lidar_points = simulate_lidar(depth, K, lidar_rng)
             image = _finish(rgb, scene.exposure, self.image_noise, image_rng)
-            dense = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
+            dense = depth
         else:
             rgb, depth = render(scene, K_full, self.camera_width, self.camera_height)
             lidar_points = simulate_lidar(depth, K_full, lidar_rng)
             image = transform.apply_to_image(
                 _finish(rgb, scene.exposure, self.image_noise, image_rng))
-            dense = _resize_nearest(np.where(np.isfinite(depth), depth, 0.0), transform)
+            dense = resample_dense(depth, transform)
         radar_points, fields = simulate_radar(scene, radar_rng, self.radar)
         T_cam_from_radar = self.radar.T_cam_from_radar(scene.cam_height)
         features = np.stack([fields[name] for name in self.radar_fields], 1) \
@@ -160,17 +161,6 @@ def _finish(rgb: np.ndarray, exposure: float, noise: float,
             out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(noise * 255.0)
     np.clip(out + np.float32(0.5), 0.0, 255.0, out=out)
     return out.astype(np.uint8)
-
-
-def _resize_nearest(depth: np.ndarray, transform: InputTransform) -> np.ndarray:
-    """Nearest-neighbour resize + crop of a depth map (no depth invented across edges)."""
-    import cv2
-
-    scaled_w, scaled_h = transform.scaled_size
-    resized = cv2.resize(depth.astype(np.float32), (scaled_w, scaled_h),
-                         interpolation=cv2.INTER_NEAREST)
-    return np.ascontiguousarray(resized[transform.crop_y:transform.crop_y + transform.height,
-                                        transform.crop_x:transform.crop_x + transform.width])
 
 
 def render_scene(seed: int, width: int = 1600, height: int = 900, out_height: int | None = None,

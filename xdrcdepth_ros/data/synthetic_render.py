@@ -345,22 +345,27 @@ def render(scene: Scene, K: np.ndarray, width: int, height: int) -> tuple[np.nda
 
     Returns:
         ``(rgb, depth)``: (H, W, 3) float32 linear colour in [0, 1] before exposure and noise,
-        and (H, W) float32 camera-frame depth z in metres, ``inf`` where the ray sees sky.
+        and (H, W) float32 camera-frame depth z in metres, 0 where the ray sees sky.
     """
     r = Rasterizer(K, width, height)
     # Near objects first, so far faces mostly fail the depth test before any colour work.
     for box in sorted(scene.boxes, key=lambda b: max(b.z0, 0.0)):
         _draw_box(r, scene, box)
     _draw_ground(r, scene)
-    sky = np.isinf(r.depth)
+    depth = r.depth
+    sky = np.isinf(depth)
+    depth[sky] = 0.0
+    # Aerial perspective: distant surfaces fade towards the horizon colour (sky: fade = 1).
+    fade = np.exp(depth * np.float32(-1.0 / scene.visibility_m))
     rows, cols = np.nonzero(sky)
     if len(rows):
         up = np.clip(-r.dv[rows], 0.0, 0.6)[:, None] / 0.6
         gradient = scene.sky_horizon * (1 - up) + scene.sky_top * up
         clouds = _tex(cols * 0.02, rows * 0.05, 40.0, 5)
         r.rgb[rows, cols] = gradient * (1 + 0.08 * clouds[:, None])
-    # Aerial perspective: distant surfaces fade towards the horizon colour.
-    fade = np.exp(np.where(sky, np.float32(0.0), r.depth) * np.float32(-1.0 / scene.visibility_m))
     haze = scene.sky_horizon.astype(np.float32)
-    rgb = (r.rgb - haze) * fade[..., None] + haze
-    return rgb.astype(np.float32), r.depth
+    rgb = r.rgb
+    rgb -= haze
+    rgb *= fade[..., None]
+    rgb += haze
+    return rgb, depth

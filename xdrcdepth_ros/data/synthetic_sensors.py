@@ -220,7 +220,7 @@ def simulate_lidar(depth: np.ndarray, K: np.ndarray, rng: np.random.Generator,
     from and carry the exact rendered depth.
 
     Args:
-        depth: (H, W) camera-frame depth in metres, ``inf`` (or 0) for sky.
+        depth: (H, W) camera-frame depth in metres, 0 (or inf) for sky.
         K: (3, 3) intrinsics of ``depth``.
         rng: randomness for the azimuth phase and dropouts.
         elevations_deg: beam elevations (positive up), degrees.
