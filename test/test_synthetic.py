@@ -6,7 +6,7 @@ import pytest
 
 from xdrcdepth_ros import geometry
 from xdrcdepth_ros.data import augment, render_scene, Sample, SyntheticDataset
-from xdrcdepth_ros.data.augment import crop, hflip, jitter_colors
+from xdrcdepth_ros.data.augmentation import crop, hflip, jitter_colors
 from xdrcdepth_ros.data.cache import load_sample, save_sample
 from xdrcdepth_ros.data.synthetic import NUSCENES_LIKE_K, scene_seed
 from xdrcdepth_ros.data.synthetic_scene import Kind

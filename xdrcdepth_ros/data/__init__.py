@@ -1,6 +1,6 @@
 """Datasets, the synthetic scene generator and augmentation (numpy only; torch lives in
 :mod:`xdrcdepth_ros.data.torch_utils`)."""
-from xdrcdepth_ros.data.augment import augment
+from xdrcdepth_ros.data.augmentation import augment
 from xdrcdepth_ros.data.nuscenes import NuScenesDataset
 from xdrcdepth_ros.data.sample import Sample
 from xdrcdepth_ros.data.synthetic import render_scene, SceneGenerator, SyntheticDataset

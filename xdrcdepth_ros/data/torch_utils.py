@@ -6,7 +6,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from xdrcdepth_ros.data.augment import augment
+from xdrcdepth_ros.data.augmentation import augment
 from xdrcdepth_ros.data.sample import Sample
 
 
@@ -47,7 +47,7 @@ class TorchDataset(torch.utils.data.Dataset):
 
     Args:
         source: the samples.
-        augment: apply :func:`xdrcdepth_ros.data.augment.augment` (training) or not (evaluation).
+        augment: apply :func:`~xdrcdepth_ros.data.augmentation.augment` (training) or not.
         crop_hw: random crop size, or None.
         flip: random horizontal flip.
         color_jitter: random colour jitter.
