@@ -1,0 +1,236 @@
+"""Per-frame overhead of the xdrcdepth node outside the engine, on 900x1600 nuScenes frames.
+
+Runs a real XdrcDepthNode (rclpy) on the bundled keyframes and times, per frame, the steps the
+node's worker takes: sync (FrameAssembler add + take), decode (Image rgb8 + PointCloud2 ->
+Frame), preprocess and postprocess (DepthPipeline's own timings) and publish (building and
+publishing ~/depth, ~/camera_info and ~/depth_color, which has a subscriber so it is rendered).
+Engine time is printed for reference and excluded from the overhead. JPEG decoding (the
+compressed transport) is timed separately.
+
+Usage:
+    .venv/bin/python bench/bench_node.py [--model M.onnx | --height 352 --width 704]
+        [--frames 64] [--intra-op-threads 1] [--write-docs]
+
+Without --model a random 'xdrcdepth_tiny' student is exported at --height x --width (needs
+torch; the engine time of a random network says nothing, the overhead does). --write-docs
+replaces the '## Node' section of docs/performance.md with the results.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+STAGES = ('sync', 'decode', 'preprocess', 'postprocess', 'publish')
+
+
+def export_model(folder: Path, height: int, width: int) -> Path:
+    """A random xdrcdepth_tiny student at height x width (the engine is not what is timed)."""
+    import torch
+
+    from xdrcdepth_ros.export import export_model as export
+    from xdrcdepth_ros.model.registry import create_model
+
+    torch.manual_seed(0)
+    path = folder / f'bench_tiny_{height}x{width}.onnx'
+    export(create_model('xdrcdepth_tiny'), path, height=height, width=width,
+           model_name='xdrcdepth_tiny', radar_channels=('depth', 'rcs', 'vx', 'vy'),
+           radar_fields=('rcs', 'vx_comp', 'vy_comp'), rtol=1e-2)
+    return path
+
+
+def messages(keyframes):
+    """(image, camera_info, radar, jpeg bytes) rclpy messages of each keyframe."""
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+    from std_msgs.msg import Header
+
+    from xdrcdepth_ros import conversions
+
+    def header(stamp_ns, frame_id):
+        msg = Header(frame_id=frame_id)
+        msg.stamp.sec, msg.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return msg
+
+    out = []
+    for keyframe in keyframes:
+        image = keyframe.read_image()
+        stamp = keyframe.camera.timestamp_us * 1000
+        radar_stamp = keyframe.sensors['RADAR_FRONT'].timestamp_us * 1000
+        model = conversions.CameraModel.from_K(keyframe.K, image.shape[1], image.shape[0])
+        out.append((
+            conversions.make_image(Image, header(stamp, 'CAM_FRONT'), image, 'rgb8'),
+            conversions.make_camera_info(CameraInfo, header(stamp, 'CAM_FRONT'), model),
+            conversions.make_pointcloud2(PointCloud2, PointField,
+                                         header(radar_stamp, 'RADAR_FRONT'),
+                                         keyframe.read_radar('RADAR_FRONT')),
+            keyframe.camera.path.read_bytes()))
+    return out
+
+
+def run(model: Path, frames: int, intra_op_threads: int) -> dict[str, dict[str, list[float]]]:
+    """Per-stage times (ms) of ``frames`` frames through a real node, twice: without and with
+    a subscriber on ~/depth_color (the colour image is rendered only while someone listens)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from xdrcdepth_ros import conversions
+    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.node_params import extrinsics_from_transform
+    from xdrcdepth_ros.nuscenes_io import NuScenesTables
+    from xdrcdepth_ros.sync import FrameAssembler
+
+    keyframes = list(NuScenesTables(ROOT / 'test' / 'data' / 'nuscenes').keyframes())
+    msgs = messages(keyframes)
+    os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 101))
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    context = Context()
+    rclpy.init(context=context)
+    extrinsics = extrinsics_from_transform(keyframes[0].T_cam_from('RADAR_FRONT'))
+    node = XdrcDepthNode(context=context, parameter_overrides=[
+        Parameter('model_path', value=str(model)), Parameter('providers', value=['cpu']),
+        Parameter('extrinsics_source', value='parameters'),
+        Parameter('radar_extrinsics', value=extrinsics), Parameter('sync_slop', value=0.08),
+        Parameter('intra_op_threads', value=intra_op_threads)])
+    viewer = rclpy.create_node('bench_viewer', context=context)
+    assembler = FrameAssembler(node.config.sync_config())
+    counter = iter(range(10**9))
+    results = {}
+    try:
+        for label in ('depth + camera_info', '+ depth_color'):
+            if label.startswith('+'):
+                viewer.create_subscription(Image, '/xdrcdepth/depth_color', lambda msg: None, 5)
+                deadline = time.monotonic() + 10
+                while (not node._pub_color.get_subscription_count()
+                       and time.monotonic() < deadline):
+                    time.sleep(0.01)
+            times: dict[str, list[float]] = {stage: [] for stage in (*STAGES, 'engine', 'jpeg')}
+            for index in tqdm(range(frames + 2), desc=label, unit='frame'):
+                image, info, radar, jpeg = msgs[index % len(msgs)]
+                node._on_camera_info(info)
+                # A fresh stamp per frame (the bundled 8 repeat), radar 10 ms after the image.
+                stamp = 10**18 + next(counter) * 100_000_000
+                image.header.stamp.sec, image.header.stamp.nanosec = divmod(stamp, 10**9)
+                radar.header.stamp.sec, radar.header.stamp.nanosec = divmod(stamp + 10**7,
+                                                                            10**9)
+                start = time.perf_counter_ns()
+                assembler.add_radar(0, stamp + 10**7, radar, time.monotonic_ns())
+                assembler.add_image(stamp, image, time.monotonic_ns())
+                synced = assembler.take(time.monotonic_ns())
+                synced_at = time.perf_counter_ns()
+                frame, camera, header = node.build_frame(synced)
+                decoded = time.perf_counter_ns()
+                result = node.pipeline.run(frame)
+                piped = time.perf_counter_ns()
+                node.publish_result(result, camera, header)
+                done = time.perf_counter_ns()
+                jpeg_start = time.perf_counter_ns()
+                conversions.compressed_to_rgb(type('Jpeg', (), {'format': 'jpeg', 'data': jpeg}))
+                jpeg_ms = (time.perf_counter_ns() - jpeg_start) / 1e6
+                if index < 2:
+                    continue  # warm-up: first allocations, transform cache, DDS matching
+                for stage, value in (('sync', synced_at - start),
+                                     ('decode', decoded - synced_at), ('publish', done - piped)):
+                    times[stage].append(value / 1e6)
+                for stage in ('preprocess', 'postprocess', 'engine'):
+                    times[stage].append(result.timings_ms[stage])
+                times['jpeg'].append(jpeg_ms)
+            results[label] = times
+        return results
+    finally:
+        viewer.destroy_node()
+        node.destroy_node()
+        context.try_shutdown()
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(results: dict[str, dict[str, list[float]]], model: Path, size: tuple[int, int],
+           frames: int, threads: int) -> str:
+    """A Markdown section with the medians of both passes."""
+    plain, color = results['depth + camera_info'], results['+ depth_color']
+
+    def overhead(times):
+        count = len(times['sync'])
+        return _median([sum(times[stage][i] for stage in STAGES) for i in range(count)])
+
+    glue = _median([plain['sync'][i] + plain['decode'][i] + plain['publish'][i]
+                    for i in range(len(plain['sync']))])
+    rows = '\n'.join(f'| {stage} | {_median(plain[stage]):.2f} ms | '
+                     f'{_median(color[stage]):.2f} ms |' for stage in STAGES)
+    total = f'**{overhead(plain):.2f} ms** | **{overhead(color):.2f} ms**'
+    engine = f"{_median(plain['engine']):.1f} ms | {_median(color['engine']):.1f} ms"
+    return f"""## Node
+
+`.venv/bin/python bench/bench_node.py --height {size[0]} --width {size[1]} --frames {frames}`:
+a real `XdrcDepthNode` (rclpy, Fast DDS) runs its worker steps on the bundled 900×1600 nuScenes
+keyframes (raw `rgb8` Image + ARS408 PointCloud2), output at the model size {size[1]}×{size[0]},
+ONNX Runtime on CPU with `intra_op_threads={threads}`. Median per stage over {frames} frames;
+2 CPU cores shared with other jobs while measured, so expect noise of a factor ~2.
+
+| stage (node worker, per frame) | depth + camera_info | + depth_color (subscribed) |
+|---|---|---|
+{rows}
+| **node overhead** (everything but the engine) | {total} |
+| engine (not overhead; random {model.stem}) | {engine} |
+| JPEG decode (compressed transport only) | {_median(plain['jpeg']):.2f} ms | |
+
+Of the overhead, the node's own glue (sync + decode + message building and `publish()`) is
+{glue:.2f} ms; the rest is `DepthPipeline` preprocessing (the INTER_AREA resize of the 1600×900
+image dominates) and, when subscribed, `visualize.colorize_depth`. sync = FrameAssembler
+add_radar + add_image + take; decode = Image → RGB view, PointCloud2 → points/features,
+extrinsics; publish = `~/depth` 32FC1 + `~/camera_info` (+ `~/depth_color` rgb8).
+"""
+
+
+def write_docs(section: str) -> Path:
+    """Replace the '## Node' section of docs/performance.md (up to the next '## ')."""
+    path = ROOT / 'docs' / 'performance.md'
+    text = path.read_text()
+    start = text.index('## Node')
+    following = text.find('\n## ', start + 1)
+    end = len(text) if following < 0 else following + 1
+    path.write_text(text[:start] + section.rstrip('\n') + '\n' + ('\n' + text[end:]
+                                                                  if following >= 0 else ''))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', type=Path, help='exported ONNX model (default: export one)')
+    parser.add_argument('--height', type=int, default=352)
+    parser.add_argument('--width', type=int, default=704)
+    parser.add_argument('--frames', type=int, default=64)
+    parser.add_argument('--intra-op-threads', type=int, default=1,
+                        help='ONNX Runtime threads (1: its spinning workers do not steal the '
+                             'cores the pre/post-processing runs on)')
+    parser.add_argument('--write-docs', action='store_true')
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        model = args.model or export_model(Path(folder), args.height, args.width)
+        from xdrcdepth_ros.engine import read_metadata
+
+        meta = read_metadata(model)
+        results = run(model, args.frames, args.intra_op_threads)
+        section = report(results, model, (meta.input_height, meta.input_width), args.frames,
+                         args.intra_op_threads)
+    print(section)
+    if args.write_docs:
+        print(f'wrote {write_docs(section)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
