@@ -2,7 +2,9 @@
 
 Used by the demo and the node tests to capture the node's outputs. Bag time is the message's
 header stamp when it has one (so recorded outputs line up with the input bag), else the receive
-time. rclpy is imported inside functions so importing this module needs no ROS.
+time. Callbacks run in executor threads while a SQLite storage may only be used from the thread
+that opened it, so messages are queued and written by :meth:`TopicRecorder.flush`, called from
+the writer's thread. rclpy is imported inside functions so importing this module needs no ROS.
 """
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from xdrcdepth_ros.errors import BagError
 
 
 class TopicRecorder:
-    """Subscribe to topics (raw) and write every message into an open :class:`BagWriter`.
+    """Subscribe to topics (raw) and queue every message for an open :class:`BagWriter`.
 
     Args:
         node: rclpy node that owns the subscriptions.
-        writer: an open writer (inside its ``with`` block); may be None to only count messages.
+        writer: an open writer (inside its ``with`` block) that :meth:`flush` writes to, from
+            the thread that opened it; None only counts (and with ``keep_raw`` keeps) messages.
         topics: topic → message type (``sensor_msgs/msg/Image`` style).
         depth: subscription queue depth (reliable, volatile).
         keep_raw: also keep every payload in :attr:`raw` (memory grows with the recording).
@@ -36,7 +39,10 @@ class TopicRecorder:
         self.keep_raw = keep_raw
         self.store = typestore()
         self._lock = threading.Condition()
+        self._pending: list[tuple[str, str, int, bytes]] = []
         self.stamps: dict[str, list[int]] = {topic: [] for topic in topics}
+        self.arrivals_ns: dict[str, list[int]] = {topic: [] for topic in topics}
+        """Per topic, ``time.monotonic_ns()`` when each message arrived (same order as stamps)."""
         self.raw: dict[str, list[bytes]] = {topic: [] for topic in topics}
         self._subscriptions = []
         for topic, msgtype in topics.items():
@@ -50,17 +56,29 @@ class TopicRecorder:
         has_header = 'header' in getattr(self.store.types[msgtype], '__dataclass_fields__', {})
 
         def callback(raw: bytes) -> None:
+            arrival_ns = time.monotonic_ns()
             stamp_ns = time.time_ns()
             if has_header:
                 stamp_ns = stamp_to_ns(self.store.deserialize_cdr(raw, msgtype).header.stamp)
             with self._lock:
                 if self.writer is not None:
-                    self.writer.write_raw(topic, msgtype, stamp_ns, raw)
+                    self._pending.append((topic, msgtype, stamp_ns, bytes(raw)))
                 self.stamps[topic].append(stamp_ns)
+                self.arrivals_ns[topic].append(arrival_ns)
                 if self.keep_raw:
                     self.raw[topic].append(bytes(raw))
                 self._lock.notify_all()
         return callback
+
+    def flush(self) -> int:
+        """Write the queued messages (call from the writer's thread); returns how many."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            writer = self.writer
+        if writer is not None:
+            for topic, msgtype, stamp_ns, raw in pending:
+                writer.write_raw(topic, msgtype, stamp_ns, raw)
+        return len(pending)
 
     def count(self, topic: str) -> int:
         """Messages received on ``topic`` so far."""
@@ -79,9 +97,10 @@ class TopicRecorder:
             return True
 
     def destroy(self) -> None:
-        """Destroy the subscriptions (call before closing the writer)."""
+        """Destroy the subscriptions and write what is queued (call before closing the writer)."""
         with self._lock:
             for subscription in self._subscriptions:
                 self.node.destroy_subscription(subscription)
             self._subscriptions.clear()
-            self.writer = None
+        self.flush()
+        self.writer = None

@@ -146,7 +146,8 @@ class _Scene:
 
 
 def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = None,
-               params_file: str | Path | None = None, storage: Storage | str | None = None,
+               params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+               storage: Storage | str | None = None,
                passthrough: bool = True, overwrite: bool = False, providers: Any = None,
                progress: bool = True) -> ReplaySummary:
     """Run the node's processing over ``bag`` and write its outputs to a new bag ``out``.
@@ -156,6 +157,8 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
         out: output bag folder (written atomically: nothing is left on failure).
         model: ONNX model; default the ``model_path`` parameter (empty: the shipped model).
         params_file: node parameter YAML (see :func:`resolve_params`).
+        overrides: parameter values that win over the file(s), e.g. ``{'publish_saliency':
+            True}``.
         storage: output storage; default that of the input (sqlite3 for a bare .mcap: mcap).
         passthrough: also copy every input message into the output bag.
         overwrite: replace an existing ``out`` once the new bag is complete.
@@ -178,7 +181,9 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
         raise FileNotFoundError(f'bag {bag} does not exist')
     if Path(out).exists() and not overwrite:
         raise BagError(f'output bag {out} exists already; remove it or choose another path')
-    overrides = {'model_path': str(model)} if model is not None else {}
+    overrides = dict(overrides or {})
+    if model is not None:
+        overrides['model_path'] = str(model)
     windows = resolve_params(bag, params_file=params_file, overrides=overrides)
     first = windows[0].config
     model_path = resolve_model_path(first.model_path)

@@ -1,0 +1,171 @@
+"""The one-command demo: bundled nuScenes frames → bag → node (or replay) → depth bag → metrics.
+
+Writes into one folder::
+
+    input_bag/       the converted frames (rosbag2, sqlite3) + params/ per scene
+    depth_bag/       the node's outputs recorded from DDS (or written by replay) + input topics
+    params/          the parameter files the node ran with (node backend)
+    panels/          one PNG per frame: image | radar | depth | saliency | error
+    projection.png   LiDAR and radar projected into the camera (geometry check)
+    summary.json     frames, backend, model, metrics (MAE/RMSE at 80 m, all caps), latency
+    report.txt       the same as a short text report
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import shutil
+import time
+from typing import Any
+
+from xdrcdepth_ros.bag.convert import convert_nuscenes
+from xdrcdepth_ros.bag.evaluate import evaluate_bag
+from xdrcdepth_ros.bag.io import BagReader, BagWriter
+from xdrcdepth_ros.bag.replay import bag_scenes, replay_bag
+from xdrcdepth_ros.errors import XdrcDepthError
+
+BUNDLED = Path(__file__).resolve().parents[2] / 'test' / 'data' / 'nuscenes'
+BACKENDS = ('auto', 'node', 'replay')
+# The demo wants every output: colour depth for RViz, saliency for the panels.
+DEMO_OVERRIDES = {'publish_color': True, 'publish_saliency': True}
+
+
+def resolve_model(model: str | Path | None, out: Path, log: Any) -> tuple[Path, str]:
+    """The model to run and a note on where it came from.
+
+    Without ``model`` the shipped ``models/xdrcdepth_student.onnx`` is used; if that is missing a
+    randomly initialised tiny student is exported (needs torch) and the note says the depth is
+    meaningless.
+    """
+    from xdrcdepth_ros.node_params import default_model_path
+
+    if model is not None:
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f'model file {str(path)!r} not found')
+        return path, 'given with --model'
+    shipped = default_model_path()
+    if shipped.is_file():
+        return shipped, 'the shipped model'
+    log(f'WARNING: no trained model at {shipped}; exporting a RANDOM tiny model instead. '
+        'Its depth is meaningless: the demo then only shows that the chain runs.')
+    try:
+        from xdrcdepth_ros.export import export_random
+    except ImportError as err:
+        raise XdrcDepthError(f'no model at {shipped} and torch is not installed to export a '
+                             f'stand-in ({err}); pass --model PATH') from err
+    result = export_random('xdrcdepth_tiny', out / 'model' / 'xdrcdepth_tiny_random.onnx',
+                           height=192, width=352, seed=0)
+    return result.onnx_path, 'RANDOM weights (no trained model shipped): depth is meaningless'
+
+
+def _copy_inputs(source: Path, writer: BagWriter) -> None:
+    with BagReader(source) as reader:
+        for message in reader.messages():
+            writer.write_raw(message.topic, message.msgtype, message.stamp_ns, message.raw,
+                             qos=message.qos)
+
+
+def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None,
+             backend: str = 'auto', dataroot: str | Path = BUNDLED, progress: bool = True,
+             log: Any = print) -> dict[str, Any]:
+    """Run the whole chain on the bundled frames; returns the summary (also in summary.json).
+
+    Args:
+        out: output folder (the demo's files in it are replaced).
+        model: ONNX model; default the shipped one (see :func:`resolve_model`).
+        backend: ``node`` (rclpy over DDS), ``replay`` (no ROS), or ``auto`` (node if rclpy
+            imports).
+        dataroot: nuScenes folder to convert.
+        progress: progress bars.
+        log: where progress lines go.
+
+    Raises:
+        ValueError: unknown backend; XdrcDepthError: node requested but rclpy is missing.
+    """
+    from xdrcdepth_ros.bag.node_run import rclpy_available, run_node_on_bag
+    from xdrcdepth_ros.commands.project import run as project_run
+
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path, model_note = resolve_model(model, out, log)
+    overrides = {**DEMO_OVERRIDES, 'model_path': str(model_path.resolve())}
+    log(f'[1/4] converting {dataroot} -> {out / "input_bag"}')
+    converted = convert_nuscenes(dataroot, out / 'input_bag', overwrite=True, progress=progress)
+    use_node = backend == 'node' or (backend == 'auto' and rclpy_available())
+    if backend == 'node' and not rclpy_available():
+        raise XdrcDepthError('backend node needs rclpy and the ROS message packages '
+                             "(pip install -e '.[ros]'); use --backend replay")
+    depth_bag = out / 'depth_bag'
+    if use_node:
+        log('[2/4] running the xdrcdepth node in-process, fed by the bag player over DDS '
+            '(localhost, private ROS domain)')
+        with BagWriter(depth_bag, overwrite=True) as writer:
+            run = run_node_on_bag(out / 'input_bag', writer, bag_scenes(out / 'input_bag'),
+                                  out / 'params', overrides)
+            _copy_inputs(out / 'input_bag', writer)
+        frames = {'frames_in': run.frames_in, 'frames_out': run.frames_out,
+                  'provider': run.provider, 'latency_ms': run.latency_ms,
+                  'node_diagnostics': run.diagnostics, 'run_s': round(run.wall_s, 2)}
+    else:
+        log('[2/4] rclpy not available: offline replay (same sync + pipeline as the node)')
+        summary = replay_bag(out / 'input_bag', depth_bag, overrides=overrides, overwrite=True,
+                             progress=progress)
+        frames = {'frames_in': summary.frames_in, 'frames_out': summary.frames_out,
+                  'provider': summary.provider, 'drops': summary.drops,
+                  'latency_ms': summary.latency_ms, 'run_s': round(summary.wall_s, 2)}
+    log(f'[3/4] evaluating {depth_bag} against LiDAR -> {out / "panels"}')
+    shutil.rmtree(out / 'panels', ignore_errors=True)
+    evaluation = evaluate_bag(depth_bag, panels_dir=out / 'panels', progress=progress)
+    log('[4/4] projection check -> projection.png')
+    project_run(_ProjectArgs(Path(dataroot), out / 'projection.png'))
+    result = evaluation.to_dict()
+    at_80 = result['mean']['80']
+    summary_data = {
+        'backend': 'node' if use_node else 'replay', **frames,
+        'model': str(model_path), 'model_note': model_note,
+        'scenes': list(converted.scenes),
+        'metrics': {'cap_m': 80.0, 'mae_m': at_80['mae_m'], 'rmse_m': at_80['rmse_m'],
+                    'n_frames': len(result['frames']), 'by_cap': result['mean']},
+        'per_frame': result['frames'],
+        'paths': {'input_bag': str(out / 'input_bag'), 'depth_bag': str(depth_bag),
+                  'panels': str(out / 'panels'), 'projection': str(out / 'projection.png'),
+                  'summary': str(out / 'summary.json'), 'report': str(out / 'report.txt')},
+        'wall_s': round(time.perf_counter() - started, 2),
+    }
+    (out / 'summary.json').write_text(json.dumps(summary_data, indent=2, allow_nan=False))
+    (out / 'report.txt').write_text(report_text(summary_data, evaluation.mean))
+    return summary_data
+
+
+class _ProjectArgs:
+    """Arguments of ``xdrcdepth project`` for the bundled frames."""
+
+    def __init__(self, dataroot: Path, out: Path) -> None:
+        self.dataroot, self.out = dataroot, out
+        self.version, self.scene, self.max_frames = 'v1.0-mini', None, 8
+
+
+def report_text(summary: dict[str, Any], mean: dict[float, dict[str, float]]) -> str:
+    """The short text report (report.txt and the end of the demo's output)."""
+    from xdrcdepth_ros.evaluate import format_table
+
+    metrics = summary['metrics']
+
+    def metres(value: float | None) -> str:
+        return 'n/a' if value is None else f'{value:.3f} m'
+
+    lines = [
+        'xdrcdepth demo: bundled nuScenes frames (CC BY-NC-SA 4.0, nuScenes by Motional)',
+        f'backend: {summary["backend"]}   frames in/out: {summary["frames_in"]}/'
+        f'{summary["frames_out"]}   provider: {summary.get("provider", "?")}',
+        f'model: {summary["model"]} ({summary["model_note"]})',
+        f'depth vs LiDAR, 0-80 m: MAE {metres(metrics["mae_m"])}, RMSE '
+        f'{metres(metrics["rmse_m"])} over {metrics["n_frames"]} frames',
+        '', format_table(mean), '',
+    ]
+    lines += [f'{name:12s} {path}' for name, path in summary['paths'].items()]
+    return '\n'.join(lines) + '\n'
