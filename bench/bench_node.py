@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]

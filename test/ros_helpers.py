@@ -186,9 +186,9 @@ class Harness:
     def wait_connected(self, publishers: Iterable[Any], timeout: float = 10.0) -> None:
         """Wait until every publisher has at least one matched subscription."""
         publishers = list(publishers)
+        names = ', '.join(p.topic_name for p in publishers)
         self.wait_until(lambda: all(p.get_subscription_count() > 0 for p in publishers),
-                        timeout, 'the node to subscribe to ' + ', '.join(p.topic_name
-                                                                       for p in publishers))
+                        timeout, f'the node to subscribe to {names}')
 
     def wait_subscribed(self, node: Any, topics: Iterable[str], timeout: float = 10.0) -> None:
         """Wait until ``node`` sees a subscriber on each of ``topics`` (optional outputs render

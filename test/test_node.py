@@ -18,6 +18,7 @@ from xdrcdepth_ros import conversions  # noqa: E402
 pytestmark = pytest.mark.ros
 __all__ = ['node_model', 'frames', 'extrinsics', 'reference']  # fixtures, used by name
 
+
 def test_depth_for_every_bundled_frame_equals_the_pipeline(node_model, frames, extrinsics,
                                                            reference):
     """Each real nuScenes frame sent as Image rgb8 + CameraInfo + an 18-field ARS408

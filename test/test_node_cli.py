@@ -90,11 +90,9 @@ def test_invalid_parameters_stop_start_up_with_the_reason(harness, node_model, v
 
 @pytest.mark.ros
 def test_tf_extrinsics_without_tf2_ros_explain_the_alternative(harness, node_model):
-    try:
-        import tf2_ros  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    import importlib.util
+
+    if importlib.util.find_spec('tf2_ros') is not None:
         pytest.skip('tf2_ros is installed here; the no-tf2 message cannot be shown')
     from xdrcdepth_ros.errors import XdrcDepthError
 

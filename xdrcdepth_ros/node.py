@@ -93,8 +93,8 @@ class NodeStats:
                 if stage in self._samples:
                     self._samples[stage].append(float(value))
 
-    def report(self, sync: Mapping[str, int], *, new_period: bool) -> tuple[int, str,
-                                                                             dict[str, str]]:
+    def report(self, sync: Mapping[str, int], *,
+               new_period: bool) -> tuple[int, str, dict[str, str]]:
         """(DiagnosticStatus level, message, key/values) of the period so far.
 
         Keys: ``provider``, ``rate_hz`` (published), ``input_rate_hz`` (images), per stage
@@ -150,10 +150,10 @@ class TfExtrinsics:
         """(4, 4) float64 transform camera_frame <- radar_frame, or None when unknown."""
         for when in (Time(nanoseconds=stamp_ns), Time()):
             try:
-                transform = self._buffer.lookup_transform(camera_frame, radar_frame, when).transform
+                found = self._buffer.lookup_transform(camera_frame, radar_frame, when)
             except self._tf2_ros.TransformException:
                 continue
-            t, q = transform.translation, transform.rotation
+            t, q = found.transform.translation, found.transform.rotation
             return transform_from_xyzw([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
         return None
 
@@ -373,8 +373,9 @@ class XdrcDepthNode(Node):
         msg = synced.image
         camera = self._camera
         if camera is None:
-            self._warn('skipped_no_camera_info', f'no valid CameraInfo on '
-                       f'{self.config.camera_info_topic} yet; frames are skipped until one arrives')
+            self._warn('skipped_no_camera_info', 'no valid CameraInfo on '
+                       f'{self.config.camera_info_topic} yet; frames are skipped until one '
+                       'arrives')
             return None
         try:
             compressed = self.config.image_transport == 'compressed'

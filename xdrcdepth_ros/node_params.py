@@ -97,7 +97,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=False, minimum=0.0, maximum=1.0),
     ParamSpec('sync_wait_s', ParamType.DOUBLE, 0.1,
               'how long (s, receive time) an image waits for its radar sweeps before it is used '
-              'without them or dropped (require_radar)', read_only=False, minimum=0.0, maximum=2.0),
+              'without them or dropped (require_radar)', read_only=False, minimum=0.0,
+              maximum=2.0),
     ParamSpec('sync_max_age_s', ParamType.DOUBLE, 1.0,
               'messages whose stamp is this much (s) older than the newest stamp are discarded; '
               'stale images are counted as drops', read_only=False, minimum=0.01, maximum=10.0),
@@ -145,7 +146,8 @@ def spec(name: str) -> ParamSpec:
     try:
         return _BY_NAME[name]
     except KeyError:
-        raise KeyError(f'unknown parameter {name!r}; known: {", ".join(PARAMETER_NAMES)}') from None
+        known = ', '.join(PARAMETER_NAMES)
+        raise KeyError(f'unknown parameter {name!r}; known: {known}') from None
 
 
 def _is_number(value: Any) -> bool:
@@ -435,7 +437,8 @@ def json_schema() -> dict[str, Any]:
         'required': list(PARAMETER_NAMES),
         'additionalProperties': False,
     }
-    node = {'type': 'object', 'properties': {'ros__parameters': {'$ref': '#/definitions/xdrcdepth'}},
+    node = {'type': 'object',
+            'properties': {'ros__parameters': {'$ref': '#/definitions/xdrcdepth'}},
             'required': ['ros__parameters'], 'additionalProperties': False}
     return {
         '$schema': 'http://json-schema.org/draft-07/schema#',
@@ -451,4 +454,3 @@ def json_schema() -> dict[str, Any]:
 def defaults() -> dict[str, Any]:
     """Parameter name -> default value, as ``config/xdrcdepth.yaml`` lists them."""
     return {param.name: param.default for param in PARAMETERS}
-

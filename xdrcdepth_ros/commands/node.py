@@ -1,4 +1,4 @@
-"""``xdrcdepth node``: run the ROS 2 node (the same as ``ros2 run xdrcdepth_ros xdrcdepth_node``)."""
+"""``xdrcdepth node``: run the ROS 2 node, like ``ros2 run xdrcdepth_ros xdrcdepth_node``."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         from xdrcdepth_ros.errors import XdrcDepthError
 
-        raise XdrcDepthError(f'the node needs rclpy and the ROS 2 message packages ({err}); install '
-                         "them with pip install -e '.[ros]' or source a ROS 2 install") from err
+        raise XdrcDepthError(f'the node needs rclpy and the ROS 2 message packages ({err}); '
+                             "install them with pip install -e '.[ros]' or source a ROS 2 "
+                             'install') from err
     return main(argv)
