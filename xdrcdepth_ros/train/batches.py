@@ -112,15 +112,20 @@ class CropDataset(Dataset):
 
     Items are requested as ``(index, aug_seed)``. ``aug_seed < 0`` means no augmentation and no
     crop (validation). Output dict: image (3,h,w) float RGB in [0, 1], radar (C,h,w) raw,
-    gt_sparse/gt_dense (1,h,w) m. A flip mirrors the radar map; its velocity channels are kept
-    as they are (the convention of the reference code).
+    gt_sparse/gt_dense (1,h,w) m. A flip mirrors the radar map and negates its lateral velocity
+    channels (``data.sample.LATERAL_VELOCITY_CHANNELS``; radar frames are x forward, y left).
     """
 
     def __init__(self, base: Sequence[Any], crop: tuple[int, int] | None,
-                 augment: bool = True) -> None:
+                 augment: bool = True,
+                 radar_channels: Sequence[str] = ('depth', 'rcs', 'vx', 'vy')) -> None:
+        from xdrcdepth_ros.data.sample import LATERAL_VELOCITY_CHANNELS
+
         self.base = base
         self.crop = crop if crop and all(crop) else None
         self.augment = augment
+        self.lateral = [i for i, name in enumerate(radar_channels)
+                        if name in LATERAL_VELOCITY_CHANNELS]
 
     def __len__(self) -> int:
         return len(self.base)
@@ -140,7 +145,8 @@ class CropDataset(Dataset):
                 image, radar, gt_s, gt_d = image[win], radar[win], gt_s[win], gt_d[win]
             if self.augment:
                 if rng.random() < 0.5:
-                    image, radar = image[..., ::-1], radar[..., ::-1]
+                    image, radar = image[..., ::-1], radar[..., ::-1].copy()
+                    radar[self.lateral] *= -1.0
                     gt_s, gt_d = gt_s[..., ::-1], gt_d[..., ::-1]
                 if rng.random() < 0.5:
                     image = _jitter_colour(image, rng)

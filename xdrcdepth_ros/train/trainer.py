@@ -3,7 +3,7 @@
 Single process: ``xdrcdepth train --config config/train_synthetic_student.yaml``.
 Data parallel (one process per GPU or CPU slot, gloo on CPU, nccl on GPU)::
 
-    torchrun --nproc_per_node 8 -m xdrcdepth_ros train --config config/train_nuscenes_student.yaml
+    torchrun --standalone --nproc_per_node 8 -m xdrcdepth_ros train --config config/train_nuscenes_student.yaml
 
 ``torchrun`` sets RANK/WORLD_SIZE/LOCAL_RANK; each rank sees a disjoint stride of every epoch's
 permutation (``batches.StepSampler``); rank 0 alone writes logs and checkpoints.
@@ -167,7 +167,7 @@ class Trainer:
         with torch.autocast('cuda', enabled=self.use_amp):
             out = self.net(batch['image'], batch['radar'])
         depth = out.depth.float()
-        has_dense = bool((batch['gt_dense'] > 0).any())
+        has_dense = cfg.loss.dense_weight > 0 and bool((batch['gt_dense'] > 0).any())
         terms = {'depth': losses.depth_loss(
             depth, batch['gt_dense'] if has_dense else None, batch['gt_sparse'],
             rectified=cfg.loss.rectified, dense_weight=cfg.loss.dense_weight,
@@ -231,9 +231,12 @@ class Trainer:
                                  caps=(50.0, 70.0, self.cfg.run.val_max_depth))
         return {f'cap{int(c)}': v for c, v in summary.items()}
 
-    def fit(self) -> dict:
-        """Train to ``optim.steps``; returns the final validation metrics (rank 0) or {}."""
+    def fit(self, until: int | None = None) -> dict:
+        """Train to ``optim.steps`` (or stop early at step ``until``, e.g. to test resuming;
+        the lr schedule still spans ``optim.steps``). Returns the final validation metrics
+        (rank 0) or {}."""
         cfg = self.cfg
+        stop = cfg.optim.steps if until is None else min(int(until), cfg.optim.steps)
         crop = (cfg.data.crop_height, cfg.data.crop_width)
         sampler = StepSampler(len(self.train_set), cfg.optim.batch_size, seed=cfg.run.seed,
                               rank=self.rank, world=self.world, start_step=self.step)
@@ -251,16 +254,16 @@ class Trainer:
         bar = tqdm(total=cfg.optim.steps, initial=self.step, desc='train',
                    disable=not self.is_main, dynamic_ncols=True)
         batches = iter(loader)
-        while self.step < cfg.optim.steps:
+        while self.step < stop:
             values = self.train_step(_to(next(batches), self.device))
             bar.update(1)
             if self.is_main:
                 self.history.append(values)
-                if self.step % cfg.run.log_every == 0 or self.step == cfg.optim.steps:
+                if self.step % cfg.run.log_every == 0 or self.step == stop:
                     values['elapsed_s'] = time.perf_counter() - start
                     logger.train(self.step, values)
                     bar.set_postfix(loss=f"{values['loss']:.3f}")
-                last = self.step == cfg.optim.steps
+                last = self.step == stop
                 if (cfg.run.val_every and self.step % cfg.run.val_every == 0) or last:
                     metrics = self.validate()
                     logger.val(self.step, metrics)

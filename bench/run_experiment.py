@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""The KD ablation on the synthetic benchmark: teacher, then 4 student variants x N seeds.
+
+Every run is a plain ``xdrcdepth train`` / ``xdrcdepth evaluate-model`` subprocess (the exact
+commands are printed and stored), logs go to ``runs/experiment/logs``, finished runs are skipped
+on a re-run (delete ``runs/experiment/results.jsonl`` to start over). The table is written to
+``docs/experiments.json``.
+
+    .venv/bin/python bench/run_experiment.py --seeds 0 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    'direct': ['kd.saliency_weight=0', 'kd.distribution_weight=0'],
+    'saliency_kd': ['kd.distribution_weight=0'],
+    'distribution_kd': ['kd.saliency_weight=0'],
+    'both_kd': [],
+}
+
+
+def sh(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` in the repo root with output to ``log``; returns wall seconds."""
+    print('$', shlex.join(cmd), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open('w') as fh:
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        sys.exit(f'command failed ({proc.returncode}); see {log}')
+    return time.perf_counter() - start
+
+
+def evaluate(ckpt: Path, args: argparse.Namespace, log: Path) -> dict:
+    cmd = [sys.executable, '-m', 'xdrcdepth_ros', 'evaluate-model', '--checkpoint', str(ckpt),
+           '--split', 'test', '--size', str(args.test_size), '--cache-dir', args.cache_dir,
+           '--json']
+    sh(cmd, log)
+    lines = [ln for ln in log.read_text().splitlines() if ln.startswith('{')]
+    return json.loads(lines[-1])['metrics']['80']
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument('--out', default='runs/experiment')
+    parser.add_argument('--cache-dir', default='runs/cache')
+    parser.add_argument('--test-size', type=int, default=64)
+    parser.add_argument('--teacher-steps', type=int, default=None)
+    parser.add_argument('--student-steps', type=int, default=None)
+    parser.add_argument('--json-out', default='docs/experiments.json')
+    parser.add_argument('--set', dest='extra', action='append', default=[],
+                        help='extra student override, e.g. kd.tau=2')
+    args = parser.parse_args()
+    out = ROOT / args.out
+    results_path = out / 'results.jsonl'
+    done = {}
+    if results_path.exists():
+        for line in results_path.read_text().splitlines():
+            row = json.loads(line)
+            done[(row['variant'], row['seed'])] = row
+    py = [sys.executable, '-m', 'xdrcdepth_ros', 'train']
+    teacher = out / 'teacher' / 'last.pt'
+    if not teacher.exists():
+        cmd = py + ['--config', 'config/train_synthetic_teacher.yaml', '--out', str(out / 'teacher')]
+        if args.teacher_steps:
+            cmd += ['--steps', str(args.teacher_steps)]
+        wall = sh(cmd, out / 'logs' / 'teacher.log')
+        metrics = evaluate(teacher, args, out / 'logs' / 'teacher_eval.log')
+        (out / 'teacher_result.json').write_text(json.dumps(
+            {'command': shlex.join(cmd), 'wall_s': wall, 'test_cap80': metrics}, indent=2))
+    for seed in args.seeds:
+        for variant in args.variants:
+            if (variant, seed) in done:
+                continue
+            run_dir = out / f'{variant}_s{seed}'
+            cmd = py + ['--config', 'config/train_synthetic_student.yaml', '--out', str(run_dir),
+                        '--seed', str(seed)]
+            if variant != 'direct':
+                cmd += ['--teacher', str(teacher)]
+            for item in VARIANTS[variant] + args.extra:
+                cmd += ['--set', item]
+            if args.student_steps:
+                cmd += ['--steps', str(args.student_steps)]
+            wall = sh(cmd, out / 'logs' / f'{variant}_s{seed}.log')
+            metrics = evaluate(run_dir / 'last.pt', args,
+                               out / 'logs' / f'{variant}_s{seed}_eval.log')
+            row = {'variant': variant, 'seed': seed, 'mae_m': metrics['mae_m'],
+                   'rmse_m': metrics['rmse_m'], 'abs_rel': metrics['abs_rel'],
+                   'delta1': metrics['delta1'], 'wall_s': round(wall, 1),
+                   'test_samples': args.test_size, 'cap_m': 80, 'command': shlex.join(cmd)}
+            done[(variant, seed)] = row
+            with results_path.open('a') as fh:
+                fh.write(json.dumps(row) + '\n')
+            print(json.dumps(row), flush=True)
+    rows = [done[k] for k in sorted(done, key=lambda k: (list(VARIANTS).index(k[0]), k[1]))]
+    (ROOT / args.json_out).write_text(json.dumps(rows, indent=2) + '\n')
+    for variant in VARIANTS:
+        maes = [r['mae_m'] for r in rows if r['variant'] == variant]
+        if maes:
+            print(f'{variant:16s} mean MAE {sum(maes) / len(maes):.3f} m over {len(maes)} seeds')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
