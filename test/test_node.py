@@ -32,8 +32,8 @@ def test_depth_for_every_bundled_frame_equals_the_pipeline(node_model, frames, e
                                          parameter_overrides=node_params(node_model, extrinsics)))
         rig = Rig(harness, node)
         for image, K, cloud, stamp, radar_stamp, _ in frames:
-            rig.send(image, K, cloud, stamp, radar_stamp)
-            depth_msg, info_msg = rig.get('depth'), rig.get('camera_info')
+            depth_msg = rig.deliver(image, K, cloud, stamp, radar_stamp)
+            info_msg = rig.get('camera_info')
             expected = pipeline.run(reference_frame(image, K, cloud, stamp, radar_stamp,
                                                     extrinsics))
             assert conversions.stamp_to_ns(depth_msg.header.stamp) == stamp
@@ -69,8 +69,9 @@ def test_compressed_input_16uc1_camera_size_and_optional_outputs(node_model, fra
         node = harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=params))
         rig = Rig(harness, node, compressed=True, outputs=outputs)
         for image, K, cloud, stamp, radar_stamp, jpeg in frames[3:5]:
-            rig.send(compressed_msg(jpeg, stamp), K, cloud, stamp, radar_stamp)
-            received = {name: rig.get(name) for name in outputs}
+            received = {'depth': rig.deliver(compressed_msg(jpeg, stamp), K, cloud, stamp,
+                                             radar_stamp)}
+            received.update({name: rig.get(name) for name in outputs[1:]})
             decoded = conversions.compressed_to_rgb(compressed_msg(jpeg, stamp))
             expected = pipeline.run(reference_frame(decoded, K, cloud, stamp, radar_stamp,
                                                     extrinsics))

@@ -34,17 +34,16 @@ class Script:
         before = self.rig.counter(counter)
         stamp = self.next_stamp()
         image = image(stamp) if callable(image) else image
-        self.rig.send(self.image if image is None else image, self.K, cloud,
-                      stamp, stamp + 10_000_000, info=info, **kwargs)
-        self.rig.wait_counter(counter, before)
+        self.rig.deliver(self.image if image is None else image, self.K, cloud, stamp,
+                         stamp + 10_000_000, info=info,
+                         until=lambda: self.rig.counter(counter) > before, **kwargs)
         return stamp
 
     def good(self, *, cloud='default', info=True):
         """Send a valid image; its depth must be the next output and match the pipeline."""
         stamp = self.next_stamp()
         cloud = self.cloud if isinstance(cloud, str) else cloud
-        self.rig.send(self.image, self.K, cloud, stamp, stamp + 10_000_000, info=info)
-        msg = self.rig.get('depth')
+        msg = self.rig.deliver(self.image, self.K, cloud, stamp, stamp + 10_000_000, info=info)
         assert conversions.stamp_to_ns(msg.header.stamp) == stamp
         return depth_array(msg)
 
@@ -67,7 +66,7 @@ def test_malformed_messages_are_skipped_and_counted_while_good_frames_flow(
     """Missing/zero CameraInfo, unsupported or truncated images, a size change, radar without
     the configured fields, empty/NaN/corrupt clouds and stale stamps: each is skipped with a
     counter, the frame runs without radar where that is the policy, the node keeps going."""
-    from diagnostic_msgs.msg import DiagnosticArray
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, PointField
 
@@ -120,8 +119,8 @@ def test_malformed_messages_are_skipped_and_counted_while_good_frames_flow(
 
         stale = script.stamp - 5 * STEP_NS
         before = rig.counter('dropped_stale')
-        rig.send(image, K, None, stale, stale, info=False)
-        rig.wait_counter('dropped_stale', before)
+        rig.deliver(image, K, None, stale, stale, info=False,
+                    until=lambda: rig.counter('dropped_stale') > before)
         script.good(info=False)
 
         result = node.set_parameters([Parameter('require_radar', value=True)])[0]
@@ -132,11 +131,14 @@ def test_malformed_messages_are_skipped_and_counted_while_good_frames_flow(
 
         assert rig.counter('published') == 10
         harness.wait_until(lambda: not diagnostics.empty(), 5.0, 'a /diagnostics message')
-        seen = {}
+        seen, levels = {}, set()
         while not diagnostics.empty():
             for status in diagnostics.get().status:
                 if status.name == 'xdrcdepth: depth':
                     seen.update({kv.key: kv.value for kv in status.values})
+                    levels.add(status.level)
         for key in ('provider', 'rate_hz', 'engine_ms', 'skipped_bad_image',
                     'radar_unused_bad_cloud', 'dropped_superseded'):
             assert key in seen, key
+        # Periods with skipped frames or unusable radar are reported as degraded.
+        assert levels & {DiagnosticStatus.WARN, DiagnosticStatus.ERROR}

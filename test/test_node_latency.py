@@ -2,6 +2,7 @@
 superseded frames are dropped and counted (real rclpy + DDS; the slowness is a sleep)."""
 from __future__ import annotations
 
+import queue
 import time
 
 import cv2
@@ -71,7 +72,10 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
             time.sleep(PERIOD_S)
         outputs = []  # (stamp, latency s) of every depth image
         while not outputs or outputs[-1][0] != sent[-1]:
-            received_ns, msg = harness.get(depth, TIMEOUT, 'the depth of the last frame')
+            try:  # until the last frame's depth, or quiet (DDS may drop a best-effort image)
+                received_ns, msg = depth.get(timeout=TIMEOUT if not outputs else 4 * DELAY_S)
+            except queue.Empty:
+                break
             stamp = conversions.stamp_to_ns(msg.header.stamp)
             outputs.append((stamp, (received_ns - stamp) / 1e9))
 
@@ -79,6 +83,7 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
         latencies = [latency for _, latency in outputs]
         assert stamps == sorted(set(stamps)) and set(stamps) <= set(sent)
         assert 2 <= len(outputs) < COUNT // 2
+        assert outputs[-1][0] in sent[-3:]  # the newest frames are the ones processed
         # Latest frame wins: every output is at most the frame in flight plus one more.
         assert max(latencies) < 4 * DELAY_S, latencies
         assert latencies[-1] < 4 * DELAY_S
@@ -86,7 +91,7 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
         values = node.diagnostics()[2]
         dropped = int(values['dropped_superseded'])
         assert dropped > 0
-        assert int(values['images_in']) == COUNT
+        assert COUNT // 2 < int(values['images_in']) <= COUNT
         assert int(values['frames_out']) == len(outputs) == int(values['published'])
         assert int(values['images_in']) == (int(values['frames_out']) + dropped
                                             + int(values['pending_images']))
