@@ -15,7 +15,8 @@ ROS_WHEELS = [
 EXTRAS = {
     'cpu': ['onnxruntime>=1.18'],
     'gpu': ['onnxruntime-gpu>=1.18'],
-    'train': ['torch>=2.2', 'torchvision>=0.17', 'onnx>=1.16', 'onnxscript', 'tensorboard', 'tqdm'],
+    'train': ['torch>=2.2', 'torchvision>=0.17', 'onnx>=1.16', 'onnxscript', 'tensorboard', 'tqdm',
+              'scipy'],
     'bag': ['rosbags>=0.10', 'tqdm'],
     # nuscenes-devkit pins numpy<2; the Makefile installs it without dependencies for tests.
     'nuscenes': ['nuscenes-devkit>=1.1'],
