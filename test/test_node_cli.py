@@ -139,3 +139,46 @@ def test_tf_extrinsics_are_looked_up_at_the_radar_stamp(harness, node_model):
     expected[0, 3] = 1.5
     np.testing.assert_allclose(lookup(0, 'RADAR_FRONT', 'CAM_FRONT', 123), expected)
     assert lookup(0, 'NO_SUCH_FRAME', 'CAM_FRONT', 123) is None
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('command', ['xdrcdepth node', 'xdrcdepth_node'])
+def test_the_installed_commands_run_the_node_until_ctrl_c(node_model, tmp_path, command):
+    """`xdrcdepth node --params-file` and the `xdrcdepth_node` console script start the node
+    from config/xdrcdepth.yaml and exit 0 on SIGINT (Ctrl-C), as `ros2 run` would."""
+    pytest.importorskip('rclpy', reason='needs rclpy')
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ros_helpers import DOMAIN_ID
+
+    ros_args = ['--ros-args', '-p', f'model_path:={node_model}',
+                '-p', 'extrinsics_source:=parameters',
+                '-p', 'radar_extrinsics:=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]']
+    if command == 'xdrcdepth node':
+        argv = [sys.executable, '-m', 'xdrcdepth_ros', 'node', '--params-file', str(YAML_PATH)]
+    else:
+        script = Path(sys.executable).parent / 'xdrcdepth_node'
+        if not script.is_file():
+            pytest.skip('the package is not installed with its console scripts here')
+        argv = [str(script), '--ros-args', '--params-file', str(YAML_PATH)]
+    log = tmp_path / 'node.log'
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
+    with log.open('wb') as out:
+        process = subprocess.Popen(argv + ros_args, stdout=out, stderr=subprocess.STDOUT,
+                                   env=env, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 60
+            while '/xdrcdepth/depth' not in log.read_text() and process.poll() is None:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            assert process.poll() is None, log.read_text()
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
