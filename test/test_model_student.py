@@ -61,6 +61,10 @@ def test_output_shapes_follow_the_contract(tiny, batch):
         assert out.features[key].shape[2:] == (64 // stride, 96 // stride), key
     assert out.head_input is out.features['1']
     assert float(out.depth.min()) > 0.0 and float(out.depth.max()) <= 100.0
+    if batch == 2:  # eval mode: each image's depth must not depend on its batch neighbour
+        with torch.no_grad():
+            single = tiny(image[1:], radar[1:]).depth
+        torch.testing.assert_close(single, out.depth[1:], rtol=1e-5, atol=1e-4)
 
 
 def test_max_depth_bounds_the_output():

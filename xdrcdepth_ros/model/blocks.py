@@ -82,7 +82,11 @@ class FiLM(nn.Module):
     def __init__(self, image_channels: int, radar_channels: int,
                  mode: FiLMMode | str = FiLMMode.CHANNEL) -> None:
         super().__init__()
-        self.mode = FiLMMode(mode)
+        try:
+            self.mode = FiLMMode(mode)
+        except ValueError:
+            raise ValueError(f'unknown FiLM mode {mode!r}; choose one of '
+                             f'{[m.value for m in FiLMMode]}') from None
         self.gamma = nn.Conv2d(radar_channels, image_channels, 1)
         self.beta = nn.Conv2d(radar_channels, image_channels, 1)
         for conv in (self.gamma, self.beta):

@@ -84,9 +84,12 @@ def grad_cam(model: nn.Module, image: torch.Tensor, radar: torch.Tensor, layer: 
     """
     with torch.enable_grad():
         if output is None:
-            if not any(p.requires_grad for p in model.parameters()):
-                # A frozen model records no graph; a leaf input that requires grad makes one.
+            # Inputs that require grad make sure a graph is recorded even when the model (or the
+            # part before ``layer``) is frozen, as a KD teacher is; only ``layer`` gets gradients.
+            if not image.requires_grad:
                 image = image.detach().requires_grad_(True)
+            if not radar.requires_grad:
+                radar = radar.detach().requires_grad_(True)
             output = model(image, radar)
         activation = _layer_tensor(output, layer)
         if not activation.requires_grad:
