@@ -216,7 +216,7 @@ def node_params_yaml(scene: SceneRecords, camera: str, radars: Sequence[str]) ->
         'extrinsics_source': 'parameters',
         'radar_extrinsics': radar_extrinsics(scene, camera, radars),
     }
-    note = (f'# xdrcdepth node parameters for {scene.name}, {camera}, written by nuscenes-to-bag.\n'
+    note = (f'# xdrcdepth node parameters for {scene.name}, {camera} (nuscenes-to-bag).\n'
             '# radar_extrinsics: per radar x, y, z, qx, qy, qz, qw of camera optical <- radar,\n'
             '# chained through base_link from the calibrations (static; no ego-motion\n'
             '# compensation). They are valid for this scene\'s vehicle only.\n')

@@ -81,7 +81,7 @@ def _nearest(stamps: list[int], stamp: int, tolerance_ns: int) -> int | None:
 
 def _camera_info_topic(image_topic: str) -> str:
     """image_transport convention: ``/ns/image_raw[/compressed]`` → ``/ns/camera_info``."""
-    base = image_topic[:-len('/compressed')] if image_topic.endswith('/compressed') else image_topic
+    base = image_topic.removesuffix('/compressed')
     return base.rsplit('/', 1)[0] + '/camera_info'
 
 
@@ -196,8 +196,8 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
                         if frame is not None:
                             result.frames.append(frame)
                         bar.update(1)
-        for stamp in parts:  # a payload never arrived (e.g. two frames share one stamp)
-            skipped['incomplete'] = skipped.get('incomplete', 0) + 1
+        if parts:  # a payload never arrived (e.g. two frames share one stamp)
+            skipped['incomplete'] = len(parts)
     result.frames.sort(key=lambda f: f.stamp_ns)
     result.mean = scorer.accumulator.summary()
     result.skipped = skipped

@@ -36,7 +36,7 @@ QOS_RELIABLE = Qos(QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurabil
 QOS_LATCHED = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE,
                   QosDurability.TRANSIENT_LOCAL, _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO,
                   False)
-"""Offered QoS of ``/tf_static``: reliable + transient local, depth 1, so playback re-latches it."""
+"""Offered QoS of ``/tf_static``: reliable, transient local, depth 1 (playback re-latches it)."""
 
 
 class Storage(str, enum.Enum):
@@ -166,7 +166,7 @@ class BagWriter:
         return self._connections[key]
 
     def write(self, topic: str, stamp_ns: int, msg: Any, *, qos: Qos | None = None) -> None:
-        """Serialise ``msg`` (a ``rosbags`` message) to CDR and write it at bag time ``stamp_ns``."""
+        """Serialise ``msg`` (a ``rosbags`` message) to CDR; write it at bag time ``stamp_ns``."""
         msgtype = msg.__msgtype__
         raw = self.store.serialize_cdr(msg, msgtype)
         self.write_raw(topic, msgtype, stamp_ns, raw, qos=qos)

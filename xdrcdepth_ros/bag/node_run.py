@@ -75,7 +75,6 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
     from rclpy.context import Context
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    from xdrcdepth_ros.bag.player import BagPlayer
     from xdrcdepth_ros.bag.recorder import TopicRecorder
     from xdrcdepth_ros.node import XdrcDepthNode
 
@@ -116,38 +115,11 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
             executor.add_node(node)
             try:
                 summary.provider = node.stats.provider
-                config = node.config
-                inputs = [config.camera_info_topic, config.subscribed_image_topic,
-                          *(t for t in config.radar_topics if t in topics)]
-                player = BagPlayer(driver, bag, topics=inputs, rate=rate,
-                                   start_ns=int(scene['start_ns']),
-                                   stop_ns=int(scene['end_ns']) + 1)
-                player.wait_for_subscribers(inputs)
-                _wait(lambda: node.count_subscribers(output_topic('depth')) > 0, 10.0)
-                before = recorder.count(output_topic('depth'))
-                image_topic = config.subscribed_image_topic
-
-                def before_publish(message: Any) -> None:
-                    recorder.flush()
-                    if message.topic == image_topic:
-                        if not sent:
-                            # A driver publishes CameraInfo continuously; the bag has it just
-                            # before each image. Let the first one land before the first image.
-                            time.sleep(0.2)
-                        sent[message.stamp_ns] = time.monotonic_ns()
-
-                sent: dict[int, int] = {}
-                stats = player.play(before_publish=before_publish)
-                images = stats.published.get(image_topic, 0)
+                images, sent = _play_scene(node, driver, recorder, bag, topics, scene, rate,
+                                           output_timeout_s)
                 summary.frames_in += images
-                # Frames still in the node's sync or worker arrive shortly after playback.
-                _wait(lambda: recorder.count(output_topic('depth')) >= before + images
-                      or _all_accounted(node, images), output_timeout_s)
-                time.sleep(0.2)  # the optional outputs of the last frame follow its depth
-                recorder.flush()
                 published_at.update(sent)
                 summary.diagnostics[scene['name']] = node.diagnostics()[2]
-                player.destroy()
             finally:
                 executor.remove_node(node)
                 node.destroy_node()
@@ -165,6 +137,45 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
         thread.join(timeout=5.0)
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _play_scene(node: Any, driver: Any, recorder: Any, bag: Path, topics: dict[str, str],
+                scene: dict[str, Any], rate: float,
+                output_timeout_s: float) -> tuple[int, dict[int, int]]:
+    """Play one scene into ``node``; returns (images published, stamp → publish time ns)."""
+    from xdrcdepth_ros.bag.player import BagPlayer
+
+    config = node.config
+    image_topic = config.subscribed_image_topic
+    inputs = [config.camera_info_topic, image_topic,
+              *(t for t in config.radar_topics if t in topics)]
+    player = BagPlayer(driver, bag, topics=inputs, rate=rate, start_ns=int(scene['start_ns']),
+                       stop_ns=int(scene['end_ns']) + 1)
+    try:
+        player.wait_for_subscribers(inputs)
+        depth = output_topic('depth')
+        _wait(lambda: node.count_subscribers(depth) > 0, 10.0)
+        before = recorder.count(depth)
+        sent: dict[int, int] = {}
+
+        def before_publish(message: Any) -> None:
+            recorder.flush()  # write from this thread: SQLite objects are per thread
+            if message.topic == image_topic:
+                if not sent:
+                    # A driver publishes CameraInfo continuously; the bag has it just before
+                    # each image. Let the first one land before the first image.
+                    time.sleep(0.2)
+                sent[message.stamp_ns] = time.monotonic_ns()
+
+        images = player.play(before_publish=before_publish).published.get(image_topic, 0)
+        # Frames still in the node's sync or worker arrive shortly after playback.
+        _wait(lambda: recorder.count(depth) >= before + images or _all_accounted(node, images),
+              output_timeout_s)
+        time.sleep(0.2)  # the optional outputs of the last frame follow its depth
+        recorder.flush()
+        return images, sent
+    finally:
+        player.destroy()
 
 
 def _all_accounted(node: Any, images: int) -> bool:

@@ -83,7 +83,7 @@ class BagPlayer:
                  rate: float | None = 1.0, max_gap_s: float = 1.0, start_ns: int | None = None,
                  stop_ns: int | None = None, remap: dict[str, str] | None = None) -> None:
         if rate is not None and rate <= 0:
-            raise ValueError(f'rate must be positive (or None for as fast as possible), got {rate}')
+            raise ValueError(f'rate must be positive (None: as fast as possible), got {rate}')
         self.node = node
         self.bag = Path(bag)
         self.rate = rate

@@ -86,7 +86,7 @@ class TopicRecorder:
             return len(self.stamps[topic])
 
     def wait_for_count(self, topic: str, count: int, timeout_s: float) -> bool:
-        """Block until ``topic`` has ``count`` messages or ``timeout_s`` passed; True if reached."""
+        """Wait until ``topic`` has ``count`` messages or ``timeout_s`` passed; True if reached."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while len(self.stamps[topic]) < count:

@@ -5,8 +5,8 @@ the node uses, with bag time as the clock: before each message whose bag time is
 previous one, every frame that is ready at that time is processed (the node's worker polls
 continuously, so it sees the same state). Frames are built and outputs rendered by
 :mod:`xdrcdepth_ros.bag.node_io` (the node's steps, ROS-free), and written to a new bag under the
-node's topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the result
-opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
+node's topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
+result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
 
 Parameters: ``--params-file`` (the node's YAML format) applies to the whole bag. Without it, a bag
 written by ``nuscenes-to-bag`` supplies ``params/<scene>.<camera>.yaml`` per scene (each scene may

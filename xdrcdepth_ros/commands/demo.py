@@ -1,4 +1,4 @@
-"""``xdrcdepth demo`` (``make demo``): the whole chain on the bundled nuScenes frames, one command."""
+"""``xdrcdepth demo`` (``make demo``): the whole chain on the bundled nuScenes frames."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""``xdrcdepth nuscenes-to-bag``: write nuScenes scenes into a rosbag2 that ``ros2 bag play`` reads."""
+"""``xdrcdepth nuscenes-to-bag``: nuScenes scenes into a rosbag2 that ``ros2 bag play`` reads."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataroot', type=Path, required=True,
                         help='folder with samples/ (sweeps/) and the table folder')
-    parser.add_argument('--version', default='v1.0-mini', help='table folder (default %(default)s)')
+    parser.add_argument('--version', default='v1.0-mini',
+                        help='table folder (default %(default)s)')
     parser.add_argument('--scene', nargs='+', default=None, metavar='NAME',
                         help='scene names (default: all scenes in the tables)')
     parser.add_argument('--out', type=Path, required=True, help='bag folder to create')

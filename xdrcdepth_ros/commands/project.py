@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataroot', type=Path, default=BUNDLED,
                         help='nuScenes folder (default: the bundled frames, test/data/nuscenes)')
-    parser.add_argument('--version', default='v1.0-mini', help='table folder (default %(default)s)')
+    parser.add_argument('--version', default='v1.0-mini',
+                        help='table folder (default %(default)s)')
     parser.add_argument('--scene', nargs='+', default=None, metavar='NAME',
                         help='scene names (default: all)')
     parser.add_argument('--max-frames', type=int, default=8,
