@@ -255,3 +255,36 @@ def test_existing_output_is_not_overwritten_unless_asked(nuscenes_root, tmp_path
     assert (out / 'keep.txt').read_text() == 'mine'
     convert_nuscenes(nuscenes_root, out, scenes=['scene-0916'], overwrite=True, progress=False)
     assert not (out / 'keep.txt').exists() and (out / 'metadata.yaml').is_file()
+
+
+def test_sweeps_between_keyframes_are_included(nuscenes_root, tmp_path):
+    """Full datasets have non-keyframe sweeps (is_key_frame false, under sweeps/): they are
+    written too, in time order, with their own ego pose on /tf."""
+    import json
+
+    root = tmp_path / 'nusc'
+    shutil.copytree(nuscenes_root, root)
+    tables = root / 'v1.0-mini'
+    records = json.loads((tables / 'sample_data.json').read_text())
+    poses = json.loads((tables / 'ego_pose.json').read_text())
+    keyframe = next(r for r in records if 'RADAR_FRONT/' in r['filename']
+                    and r['filename'].startswith('samples/RADAR_FRONT/n015'))
+    sweep_file = root / 'sweeps' / 'RADAR_FRONT' / 'sweep.pcd'
+    sweep_file.parent.mkdir(parents=True)
+    shutil.copy(root / keyframe['filename'], sweep_file)
+    pose = dict(next(p for p in poses if p['token'] == keyframe['ego_pose_token']),
+                token='sweep-pose', timestamp=keyframe['timestamp'] + 77_000)
+    records.append(dict(keyframe, token='sweep', ego_pose_token='sweep-pose',
+                        timestamp=keyframe['timestamp'] + 77_000, is_key_frame=False,
+                        filename='sweeps/RADAR_FRONT/sweep.pcd'))
+    (tables / 'sample_data.json').write_text(json.dumps(records))
+    (tables / 'ego_pose.json').write_text(json.dumps(poses + [pose]))
+    summary = convert_nuscenes(root, tmp_path / 'out', scenes=['scene-0916'],
+                               radars=['RADAR_FRONT'], lidar=False, progress=False)
+    assert summary.counts['/RADAR_FRONT'] == 5
+    with BagReader(summary.path) as reader:
+        stamps = [m.stamp_ns for m in reader.messages(['/RADAR_FRONT'])]
+        tf_stamps = {m.stamp_ns for m in reader.messages(['/tf'])}
+    sweep_ns = (keyframe['timestamp'] + 77_000) * 1000
+    assert sweep_ns in stamps and stamps == sorted(stamps)
+    assert sweep_ns in tf_stamps
