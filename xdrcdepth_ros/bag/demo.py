@@ -83,7 +83,7 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
     Raises:
         ValueError: unknown backend; XdrcDepthError: node requested but rclpy is missing.
     """
-    from xdrcdepth_ros.bag.node_run import rclpy_available, run_node_on_bag
+    from xdrcdepth_ros.bag.node_run import rclpy_available
     from xdrcdepth_ros.commands.project import run as project_run
 
     if backend not in BACKENDS:
@@ -100,23 +100,26 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
         raise XdrcDepthError('backend node needs rclpy and the ROS message packages '
                              "(pip install -e '.[ros]'); use --backend replay")
     depth_bag = out / 'depth_bag'
+    frames: dict[str, Any] = {}
     if use_node:
         log('[2/4] running the xdrcdepth node in-process, fed by the bag player over DDS '
             '(localhost, private ROS domain)')
-        with BagWriter(depth_bag, overwrite=True) as writer:
-            run = run_node_on_bag(out / 'input_bag', writer, bag_scenes(out / 'input_bag'),
-                                  out / 'params', overrides)
-            _copy_inputs(out / 'input_bag', writer)
-        frames = {'frames_in': run.frames_in, 'frames_out': run.frames_out,
-                  'provider': run.provider, 'latency_ms': run.latency_ms,
-                  'node_diagnostics': run.diagnostics, 'run_s': round(run.wall_s, 2)}
-    else:
-        log('[2/4] rclpy not available: offline replay (same sync + pipeline as the node)')
+        try:
+            frames = _node_backend(out, depth_bag, overrides)
+        except Exception as err:  # noqa: BLE001 - auto falls back; an explicit node re-raises
+            if backend == 'node':
+                raise
+            log(f'WARNING: the node run failed ({type(err).__name__}: {err}); falling back to '
+                'offline replay')
+            frames = {'node_error': f'{type(err).__name__}: {err}'}
+            use_node = False
+    if not use_node:
+        log('[2/4] offline replay (the node\'s sync + pipeline, no ROS runtime)')
         summary = replay_bag(out / 'input_bag', depth_bag, overrides=overrides, overwrite=True,
                              progress=progress)
-        frames = {'frames_in': summary.frames_in, 'frames_out': summary.frames_out,
-                  'provider': summary.provider, 'drops': summary.drops,
-                  'latency_ms': summary.latency_ms, 'run_s': round(summary.wall_s, 2)}
+        frames.update({'frames_in': summary.frames_in, 'frames_out': summary.frames_out,
+                       'provider': summary.provider, 'drops': summary.drops,
+                       'latency_ms': summary.latency_ms, 'run_s': round(summary.wall_s, 2)})
     log(f'[3/4] evaluating {depth_bag} against LiDAR -> {out / "panels"}')
     shutil.rmtree(out / 'panels', ignore_errors=True)
     evaluation = evaluate_bag(depth_bag, panels_dir=out / 'panels', progress=progress)
@@ -139,6 +142,22 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
     (out / 'summary.json').write_text(json.dumps(summary_data, indent=2, allow_nan=False))
     (out / 'report.txt').write_text(report_text(summary_data, evaluation.mean))
     return summary_data
+
+
+def _node_backend(out: Path, depth_bag: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the node on the input bag, record into ``depth_bag``; returns the frame summary."""
+    from xdrcdepth_ros.bag.node_run import run_node_on_bag
+
+    with BagWriter(depth_bag, overwrite=True) as writer:
+        run = run_node_on_bag(out / 'input_bag', writer, bag_scenes(out / 'input_bag'),
+                              out / 'params', overrides)
+        if run.frames_out == 0:
+            raise XdrcDepthError(f'the node published no depth for {run.frames_in} images '
+                                 f'(diagnostics: {run.diagnostics})')
+        _copy_inputs(out / 'input_bag', writer)
+    return {'frames_in': run.frames_in, 'frames_out': run.frames_out, 'provider': run.provider,
+            'latency_ms': run.latency_ms, 'node_diagnostics': run.diagnostics,
+            'run_s': round(run.wall_s, 2)}
 
 
 class _ProjectArgs:
