@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     'the XD-RCDepth student, the LiRCDepth reference and the CaFNet-style '
                     'teacher at 352x704 and 896x1600 (plus --height x --width if given), and '
                     'the student/LiRCDepth parameter ratio (paper: 1 - 0.297).',
-        epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=__doc__.split('Examples:', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--height', type=int, help='extra input height in px (multiple of 32)')
     parser.add_argument('--width', type=int, help='extra input width in px (multiple of 32)')
     parser.add_argument('--all', action='store_true',

@@ -36,7 +36,8 @@ RADAR_PROJ = (64, 128, 128, 512, 512)
 
 def _proj(in_channels: int, out_channels: int) -> nn.Sequential:
     """Bias-free 1x1 conv + ReLU (the 'affinity' projection)."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                         nn.ReLU(inplace=True))
 
 
 class InvertedResidualTranspose(nn.Sequential):

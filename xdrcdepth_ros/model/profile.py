@@ -56,7 +56,7 @@ def variant_profile(name: str, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
 
 def model_report(sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
                  include_extra: bool = False) -> dict[str, Any]:
-    """The ``model-info --json`` document: per-model params/MACs and the student/LiRCDepth ratio."""
+    """The ``model-info --json`` document: params/MACs per model, student/LiRCDepth ratio."""
     names = dict(REPORT_MODELS)
     if include_extra:
         names.update(EXTRA_MODELS)

@@ -116,4 +116,3 @@ def load_checkpoint(path: str | os.PathLike[str],
     model.to(map_location)
     model.eval()
     return model, payload
-

@@ -137,4 +137,3 @@ class XDRCDepth(nn.Module):
         out = self.forward(image, radar)
         cam = closed_form_head_cam(self.head, out.head_input, scale_free=True)
         return out.depth, normalize_cam(cam, eps=1e-6)
-

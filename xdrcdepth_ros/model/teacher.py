@@ -99,7 +99,8 @@ class CaFNetTeacher(nn.Module):
                  pretrained_path: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         if num_features < 32 or num_features % 16:
-            raise ValueError(f'num_features must be a multiple of 16 and >= 32, got {num_features}')
+            raise ValueError(
+                f'num_features must be a multiple of 16 and >= 32, got {num_features}')
         self.max_depth = float(max_depth)
         self.radar_channels = int(radar_channels)
         nf = num_features
