@@ -132,7 +132,7 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
     pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros])')
     from ros_helpers import Harness
 
-    from xdrcdepth_ros.bag.player import BagPlayer
+    from xdrcdepth_ros.bag.player import BagPlayer, pause_before_first
     from xdrcdepth_ros.bag.recorder import TopicRecorder
     from xdrcdepth_ros.node import XdrcDepthNode
 
@@ -140,7 +140,9 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
     convert_nuscenes(nuscenes_root, bag, scenes=['scene-0916'], lidar=False, progress=False)
     params = tmp_path / 'params.yaml'
     values = load_params_file(bag / 'params' / 'scene-0916.CAM_FRONT.yaml')
-    values.update(model_path=str(tiny_model), providers=['cpu'])
+    # The node waits for radar in wall time: a generous wait keeps a loaded test machine from
+    # releasing a frame before a sweep within the slop has been delivered.
+    values.update(model_path=str(tiny_model), providers=['cpu'], sync_wait_s=1.0)
     params.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}}))
     summary = replay_bag(bag, tmp_path / 'replayed', params_file=params, passthrough=False,
                          progress=False)
@@ -156,9 +158,11 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
         player = BagPlayer(harness.node, bag, topics=inputs, rate=1.0)
         player.wait_for_subscribers(inputs)
         harness.wait_subscribed(node, [output_topic('depth')])
-        stats = player.play()
+        stats = player.play(before_publish=pause_before_first(
+            '/CAM_FRONT/image_raw/compressed', 0.3))
         assert stats.published['/CAM_FRONT/image_raw/compressed'] == 4
-        assert recorder.wait_for_count(output_topic('depth'), 4, timeout_s=30.0)
+        assert recorder.wait_for_count(output_topic('depth'), 4, timeout_s=30.0), \
+            node.diagnostics()[2]
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 

@@ -143,7 +143,7 @@ def _play_scene(node: Any, driver: Any, recorder: Any, bag: Path, topics: dict[s
                 scene: dict[str, Any], rate: float,
                 output_timeout_s: float) -> tuple[int, dict[int, int]]:
     """Play one scene into ``node``; returns (images published, stamp → publish time ns)."""
-    from xdrcdepth_ros.bag.player import BagPlayer
+    from xdrcdepth_ros.bag.player import BagPlayer, pause_before_first
 
     config = node.config
     image_topic = config.subscribed_image_topic
@@ -157,14 +157,12 @@ def _play_scene(node: Any, driver: Any, recorder: Any, bag: Path, topics: dict[s
         _wait(lambda: node.count_subscribers(depth) > 0, 10.0)
         before = recorder.count(depth)
         sent: dict[int, int] = {}
+        pause = pause_before_first(image_topic, 0.3)
 
         def before_publish(message: Any) -> None:
             recorder.flush()  # write from this thread: SQLite objects are per thread
+            pause(message)
             if message.topic == image_topic:
-                if not sent:
-                    # A driver publishes CameraInfo continuously; the bag has it just before
-                    # each image. Let the first one land before the first image.
-                    time.sleep(0.2)
                 sent[message.stamp_ns] = time.monotonic_ns()
 
         images = player.play(before_publish=before_publish).published.get(image_topic, 0)

@@ -46,6 +46,22 @@ def rclpy_qos(qos: Any | None, default_depth: int = 10) -> Any:
                       durability=durability)
 
 
+def pause_before_first(topic: str, seconds: float) -> Callable[[BagMessage], None]:
+    """A ``before_publish`` hook that waits ``seconds`` before the first message on ``topic``.
+
+    Drivers publish CameraInfo continuously, so a node has one before any image; a bag has one
+    just before each image, and a subscriber may take the two in either order. Pausing before
+    the first image lets the CameraInfo published ahead of it land first.
+    """
+    state = {'done': False}
+
+    def hook(message: BagMessage) -> None:
+        if message.topic == topic and not state['done']:
+            state['done'] = True
+            time.sleep(seconds)
+    return hook
+
+
 @dataclass
 class PlaybackStats:
     """What :meth:`BagPlayer.play` did.
