@@ -195,7 +195,8 @@ def test_unavailable_gpu_provider_falls_back_to_cpu_with_one_warning(tiny_model)
                     available_providers=CPU_ONLY) as loaded:
             assert loaded.provider is Provider.CPU
     assert len(record) == 1
-    assert 'TensorrtExecutionProvider, CUDAExecutionProvider not available' in str(record[0].message)
+    message = str(record[0].message)
+    assert 'TensorrtExecutionProvider, CUDAExecutionProvider not available' in message
 
 
 def test_gpu_provider_that_fails_at_session_start_falls_back_with_one_warning(tiny_model):

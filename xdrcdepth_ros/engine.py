@@ -406,10 +406,10 @@ class Engine:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # ORT's own warnings duplicate ours
         cache = Path(trt_cache_dir) if trt_cache_dir is not None else None
-        self._session = self._create(options, chosen, cache, fp16, device_id)
+        self._session, warned = self._create(options, chosen, cache, fp16, device_id)
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self.provider = Provider.parse(self.providers[0])
-        if chosen[0] is not self.provider:
+        if chosen[0] is not self.provider and not warned:
             warnings.warn(f'{chosen[0].value} could not be used for {self.path.name}; running on '
                           f'{self.provider.value}', RuntimeWarning, stacklevel=2)
         self.metadata = self._load_metadata()
@@ -427,12 +427,13 @@ class Engine:
                   meta.input_width, self.provider.value)
 
     def _create(self, options: Any, chosen: list[Provider], cache: Path | None, fp16: bool,
-                device_id: int) -> Any:
+                device_id: int) -> tuple[Any, bool]:
+        """Return (session, whether a fallback warning was issued)."""
         provider_options = [_provider_options(p, trt_cache_dir=cache, fp16=fp16,
                                               device_id=device_id) for p in chosen]
         names = [provider.value for provider in chosen]
         try:
-            return _open_session(self.path, options, names, provider_options)
+            return _open_session(self.path, options, names, provider_options), False
         except ModelFileError:
             raise
         except Exception as err:  # a GPU provider failed to initialise (driver, libraries)
@@ -441,8 +442,7 @@ class Engine:
             warnings.warn(f'could not start {", ".join(names[:-1])} ({" ".join(str(err).split())}'
                           f'); falling back to {Provider.CPU.value}', RuntimeWarning,
                           stacklevel=3)
-            # The fallback session should not warn a second time about the same provider.
-            return _open_session(self.path, options, [Provider.CPU.value], None)
+            return _open_session(self.path, options, [Provider.CPU.value], None), True
 
     def _load_metadata(self) -> ModelMetadata:
         embedded = _embedded_metadata(self._session, self.path)

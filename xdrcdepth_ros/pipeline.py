@@ -101,7 +101,8 @@ def build_radar_map(frame: Frame, K_model: np.ndarray, width: int, height: int,
     """
     channels = tuple(RadarChannel(getattr(c, 'value', c)) for c in channels)
     if not channels or channels[0] is not RadarChannel.DEPTH:
-        raise ValueError(f'radar channels must start with depth, got {[c.value for c in channels]}')
+        names = [c.value for c in channels]
+        raise ValueError(f'radar channels must start with depth, got {names}')
     features_per_point = len(channels) - 1
     points, features = [], []
     for index, sweep in enumerate(frame.radar):

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     'the shipped models/xdrcdepth_student.onnx if present, else exports a '
                     'randomly initialised student (random weights run exactly as fast as '
                     'trained ones).',
-        epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=__doc__.split('Examples:', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', help='exported .onnx (default: the shipped '
                         'models/xdrcdepth_student.onnx if present)')
     parser.add_argument('--height', type=int, help='input height, px (default: the model\'s, '

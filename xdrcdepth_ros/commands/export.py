@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     'Metadata goes into the ONNX metadata_props and into NAME.json. The export '
                     'runs onnx.checker and compares onnxruntime with torch; if they differ by '
                     'more than --rtol nothing is written.',
-        epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=__doc__.split('Examples:', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--checkpoint', help='checkpoint written by training (save_checkpoint)')
     source.add_argument('--random', metavar='MODEL_NAME',
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     print(f'wrote {result.onnx_path} and {result.json_path}'
           + (f' (+ {result.fp16_path})' if result.fp16_path else ''))
     print(f'  {meta.model_name} {meta.input_height}x{meta.input_width}, outputs '
-          f'{", ".join(meta.outputs)}, {meta.parameter_count:,} parameters, git {meta.git_revision}')
+          f'{", ".join(meta.outputs)}, {meta.parameter_count:,} parameters, '
+          f'git {meta.git_revision}')
     errors = ', '.join(f'{name} {value:.2e}' for name, value in result.max_rel_error.items())
     print(f'  onnxruntime vs torch, max relative error: {errors} (limit {args.rtol:g})')
     if result.fp16_max_rel_error:
