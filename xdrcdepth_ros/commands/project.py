@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from xdrcdepth_ros.nuscenes_io import Keyframe
 
 EXAMPLES = """examples:
   xdrcdepth project
@@ -42,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def projection_tile(keyframe: object, radars: tuple[str, ...]) -> tuple[object, str]:
-    """One keyframe's tile (RGB uint8) and its title."""
+def projection_tile(keyframe: 'Keyframe', radars: tuple[str, ...]) -> tuple['np.ndarray', str]:
+    """One keyframe's tile, (448, 800, 3) uint8 RGB, and its title."""
     import cv2
     import numpy as np
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xdrcdepth_ros.bag.replay import ReplaySummary
 
 EXAMPLES = """examples:
   xdrcdepth replay /tmp/nusc_bag --out /tmp/depth_bag
@@ -44,9 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def format_summary(summary: object) -> str:
+def format_summary(s: 'ReplaySummary') -> str:
     """Human-readable replay summary (frames, drops, latency, where the bag is)."""
-    s = summary
     lines = [f'replayed into {s.path}: {s.frames_out} depth frames from {s.frames_in} images '
              f'on {s.provider} ({s.wall_s:.1f} s)',
              f'  model: {s.model}',
