@@ -243,3 +243,21 @@ def test_tf_extrinsics_come_from_the_bags_tf_static(input_bag, tiny_model, tmp_p
                          providers=['cpu'], passthrough=False, progress=False)
     assert summary.frames_out == 8
     assert 'radar_unused_no_transform' not in summary.drops
+
+
+def test_one_undecodable_message_is_skipped_and_counted(input_bag, tiny_model, tmp_path):
+    """Like the node, replay survives a single bad message: it is counted, the rest goes on."""
+    damaged = tmp_path / 'damaged'
+    with BagReader(input_bag) as reader, BagWriter(damaged) as writer:
+        first_radar = True
+        for message in reader.messages():
+            raw = message.raw
+            if message.topic == '/RADAR_FRONT' and first_radar:
+                raw, first_radar = raw[:40], False  # cut inside the PointCloud2 header
+            writer.write_raw(message.topic, message.msgtype, message.stamp_ns, raw,
+                             qos=message.qos)
+    summary = replay_bag(damaged, tmp_path / 'out', model=tiny_model, providers=['cpu'],
+                         params_file=input_bag / 'params' / 'scene-0523.CAM_FRONT.yaml',
+                         passthrough=False, progress=False)
+    assert summary.drops == {'skipped_bad_message /RADAR_FRONT': 1}
+    assert summary.frames_out == 8

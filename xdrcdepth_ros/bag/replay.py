@@ -217,15 +217,19 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                 assert state is not None
                 while (synced := state.assembler.take(now_ns)) is not None:
                     begin = time.perf_counter_ns()
-                    frame = frame_from_messages(
-                        synced, state.camera, state.config, state.field_map, state.extrinsics,
-                        lambda reason, message: drops.update([reason]))
-                    if frame is None:
+                    try:
+                        frame = frame_from_messages(
+                            synced, state.camera, state.config, state.field_map,
+                            state.extrinsics, lambda reason, message: drops.update([reason]))
+                        if frame is None:
+                            continue
+                        result = pipeline.run(frame)
+                        messages = output_messages(result, state.camera, synced.image.header,
+                                                   state.config, classes,
+                                                   float(engine.metadata.max_depth))
+                    except Exception:  # noqa: BLE001 - as in the node: one bad frame is skipped
+                        drops['skipped_processing_error'] += 1
                         continue
-                    result = pipeline.run(frame)
-                    header = synced.image.header
-                    messages = output_messages(result, state.camera, header, state.config,
-                                               classes, float(engine.metadata.max_depth))
                     latencies.append((time.perf_counter_ns() - begin) / 1e6)
                     for stage, value in result.timings_ms.items():
                         stages.setdefault(stage, []).append(value)
@@ -269,15 +273,24 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
 
 def _ingest(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
             summary: ReplaySummary, drops: Counter[str]) -> None:
-    """Hand one bag message to the scene's state, as the node's subscriptions would."""
+    """Hand one bag message to the scene's state, as the node's subscriptions would.
+
+    A message that does not decode, or whose header the assembler rejects, is counted and
+    skipped (the node never dies on one bad message either).
+    """
+    try:
+        _deliver(reader, message, state, tf, summary)
+    except (BagError, ValueError, IndexError):
+        drops[f'skipped_bad_message {message.topic}'] += 1
+
+
+def _deliver(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
+             summary: ReplaySummary) -> None:
     config, topic = state.config, message.topic
     if topic == '/tf_static':
         tf.add_static(reader.deserialize(message), message.stamp_ns)
     elif topic == config.camera_info_topic:
-        try:
-            state.camera = conversions.camera_info_to_model(reader.deserialize(message))
-        except ValueError:
-            drops['bad_camera_info'] += 1
+        state.camera = conversions.camera_info_to_model(reader.deserialize(message))
     elif topic == config.subscribed_image_topic:
         msg = reader.deserialize(message)
         summary.frames_in += 1
