@@ -174,3 +174,21 @@ def test_input_transform_keeps_projection_consistent(keyframes):
     assert transform.apply_to_image(image).shape == (352, 704, 3)
     back = transform.depth_to_source(np.ones((352, 704), np.float32))
     assert back.shape == (HEIGHT, WIDTH) and np.isnan(back[0, 0]) and back[-1, 0] == 1.0
+
+
+@pytest.mark.parametrize(('width', 'height'), [(704, 352), (352, 192), (1600, 896)])
+def test_resized_image_agrees_with_updated_K(width, height):
+    """A blob drawn at full-size pixel (u, v) lands where the updated K projects it (< 0.05 px)."""
+    transform = geometry.InputTransform.fit(WIDTH, HEIGHT, width, height)
+    u0, v0 = 811.3, 602.7
+    cols, rows = np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT))
+    blob = np.exp(-((cols - u0) ** 2 + (rows - v0) ** 2) / (2 * 12.0 ** 2))
+    resized = transform.apply_to_image((blob * 255).astype(np.float32))
+    weights = np.clip(resized - 0.2 * resized.max(), 0, None)
+    ys, xs = np.indices(weights.shape)
+    centroid = np.array([(weights * xs).sum(), (weights * ys).sum()]) / weights.sum()
+    K = np.array([[1000.0, 0, 800], [0, 1000.0, 450], [0, 0, 1]])
+    K_model = transform.apply_to_K(K)
+    ray = np.linalg.solve(K, [u0, v0, 1.0])
+    expected = (K_model @ ray)[:2] / (K_model @ ray)[2]
+    np.testing.assert_allclose(centroid, expected, atol=0.05)
