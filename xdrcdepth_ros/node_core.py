@@ -1,0 +1,363 @@
+"""The node's processing without ROS: messages → :class:`Frame`; a DepthResult → messages.
+
+Shared by the rclpy node (:mod:`xdrcdepth_ros.node`) and offline replay
+(:mod:`xdrcdepth_ros.bag.replay`), so both use the same conversions, sync and skip rules, and
+publish the same messages; a test keeps their depth bit-identical on one bag. Nothing here
+imports rclpy: message *classes* are passed in (rclpy or ``rosbags`` ones, as for the builders
+in :mod:`~xdrcdepth_ros.conversions`), and every message is read by duck typing.
+
+Flow: :class:`FrameBuilder` buffers images and radar sweeps in a
+:class:`~xdrcdepth_ros.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out synced
+sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`); the caller runs
+the pipeline and turns its result into output messages with :func:`output_messages`.
+
+Every input that is not used is reported once with a :class:`SkipReason`, whose value is the
+counter name in ``/diagnostics`` and in replay's drops. A radar sweep that lacks a configured
+``radar_fields`` entry is not used (``radar_unused_bad_cloud``): zeros in a channel the model
+was trained on would be silently wrong input. The frame then runs without that sweep, or is
+skipped when ``require_radar`` is set (``skipped_no_usable_radar``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+import enum
+from typing import Any, Callable, NamedTuple, Protocol, Sequence, TYPE_CHECKING
+
+import numpy as np
+
+from xdrcdepth_ros import conversions, visualize
+from xdrcdepth_ros.errors import XdrcDepthError
+from xdrcdepth_ros.frame import Frame, RadarSweep
+from xdrcdepth_ros.node_params import NodeConfig
+from xdrcdepth_ros.sync import FrameAssembler, SyncedFrame
+
+if TYPE_CHECKING:
+    from xdrcdepth_ros.pipeline import DepthResult
+
+NODE_NAME = 'xdrcdepth'
+OUTPUT_TYPES = {
+    'depth': 'sensor_msgs/msg/Image', 'camera_info': 'sensor_msgs/msg/CameraInfo',
+    'depth_color': 'sensor_msgs/msg/Image', 'saliency_overlay': 'sensor_msgs/msg/Image',
+    'points': 'sensor_msgs/msg/PointCloud2',
+}
+"""Private output topics of the node (``~/<suffix>``) and their message types."""
+OUTPUT_SUFFIXES = tuple(OUTPUT_TYPES)
+NONFINITE_RADAR_POINTS = 'radar_points_nonfinite'
+"""Counter of radar points dropped for a non-finite x, y or z (the sweep itself is used)."""
+
+
+class SkipReason(str, enum.Enum):
+    """Why an input was not used; the value is its counter in diagnostics and replay drops."""
+
+    NO_CAMERA_INFO = 'skipped_no_camera_info'
+    """No valid CameraInfo arrived before the image's sync wait ended."""
+    BAD_CAMERA_INFO = 'skipped_bad_camera_info'
+    """A CameraInfo was rejected (zero K, bad size...); the previous valid one stays in use."""
+    BAD_IMAGE_HEADER = 'skipped_bad_image_header'
+    """An image whose header stamp cannot be read."""
+    BAD_RADAR_HEADER = 'skipped_bad_radar_header'
+    """A radar sweep whose header stamp cannot be read."""
+    BAD_IMAGE = 'skipped_bad_image'
+    """An image that does not decode (unsupported encoding, truncated data, bad JPEG)."""
+    SIZE_MISMATCH = 'skipped_size_mismatch'
+    """An image whose size differs from its CameraInfo's."""
+    NO_USABLE_RADAR = 'skipped_no_usable_radar'
+    """``require_radar`` is set and no sweep of the frame was usable."""
+    PROCESSING_ERROR = 'skipped_processing_error'
+    """The pipeline or the output building failed on the frame."""
+    RADAR_BAD_CLOUD = 'radar_unused_bad_cloud'
+    """A sweep that does not decode or lacks a configured field; the frame runs without it."""
+    RADAR_NO_TRANSFORM = 'radar_unused_no_transform'
+    """No ``T_cam<-radar`` for a sweep; the frame runs without it."""
+
+
+Report = Callable[[SkipReason, str], None]
+"""``(reason, message)``: count one unused input and tell the user (the node throttles)."""
+Count = Callable[[str, int], None]
+"""``(counter, amount)``: add to a diagnostics counter that is not a skip."""
+Extrinsics = Callable[[int, str, str, int], 'np.ndarray | None']
+"""``(radar index, radar frame, camera frame, radar stamp ns) -> T_cam<-radar (4, 4) or None``."""
+
+if TYPE_CHECKING:
+    class ModelInfo(Protocol):
+        """The model metadata fields read here (see ``engine.ModelMetadata``)."""
+
+        radar_channels: Sequence[str]
+        radar_fields: Sequence[str]
+
+
+def output_topic(suffix: str, node_name: str = NODE_NAME, namespace: str = '') -> str:
+    """Absolute name of a private output, e.g. ``/xdrcdepth/depth``."""
+    prefix = f'/{namespace.strip("/")}' if namespace.strip('/') else ''
+    return f'{prefix}/{node_name}/{suffix}'
+
+
+def radar_field_map(config: NodeConfig, metadata: ModelInfo) -> conversions.RadarFieldMap:
+    """The PointCloud2 → radar channel mapping of ``radar_fields``, checked against the model.
+
+    Raises:
+        ValueError: ``radar_fields`` has a different count than the model's radar channels.
+    """
+    fields = config.radar_fields
+    expected = len(metadata.radar_channels) - 1
+    if len(fields) != expected:
+        raise ValueError(f'radar_fields {list(fields)} has {len(fields)} names but the model '
+                         f'takes {expected} radar channels after depth '
+                         f'({list(metadata.radar_channels)}; trained with fields '
+                         f'{list(metadata.radar_fields)})')
+    return conversions.RadarFieldMap(fields)
+
+
+def parameter_extrinsics(config: NodeConfig) -> Extrinsics:
+    """Extrinsics from the ``radar_extrinsics`` parameter (``extrinsics_source: parameters``)."""
+    transforms = config.radar_transforms()
+    return lambda index, radar_frame, camera_frame, stamp_ns: transforms[index]
+
+
+class BuiltFrame(NamedTuple):
+    """A decoded frame with what its outputs need."""
+
+    frame: Frame
+    camera: conversions.CameraModel
+    """The CameraInfo model the frame was built with."""
+    header: Any
+    """The image message's header (its stamp and frame_id go on every output)."""
+
+
+class FrameBuilder:
+    """Messages in, :class:`Frame` out: sync, CameraInfo state and decoding, ROS-free.
+
+    An image that arrives before any valid CameraInfo is held (in the assembler) until one
+    arrives or until its sync wait (``sync_wait_s``) ends, when it is reported as
+    ``skipped_no_camera_info``; drivers publish CameraInfo and image at once and a subscriber
+    (``ros2 bag play`` especially) may take the two in either order.
+
+    Thread safety: the ``add_*`` methods may run in callbacks while one worker calls ``take``
+    and ``build`` (the assembler locks; the camera is swapped atomically).
+
+    Args:
+        config: node configuration (topics, sync, ``image_transport``, ``require_radar``).
+        metadata: the model metadata (radar channels), to check ``radar_fields`` against.
+        extrinsics: the camera ← radar lookup.
+        report: called once per unused input.
+        count: called for counters that are not skips (:data:`NONFINITE_RADAR_POINTS`).
+
+    Raises:
+        ValueError: ``radar_fields`` does not fit the model.
+    """
+
+    def __init__(self, config: NodeConfig, metadata: ModelInfo, extrinsics: Extrinsics, *,
+                 report: Report, count: Count | None = None) -> None:
+        self.config = config
+        self.field_map = radar_field_map(config, metadata)
+        self._extrinsics = extrinsics
+        self._report = report
+        self._count = count or (lambda key, amount: None)
+        self.assembler = FrameAssembler(config.sync_config())
+        self._retired: Counter[str] = Counter()  # counters of assemblers replaced by reconfigure
+        self.camera: conversions.CameraModel | None = None
+        """The newest valid CameraInfo, or None before the first one."""
+
+    def reconfigure(self, config: NodeConfig) -> None:
+        """Apply run-time parameter changes; a new sync config restarts the assembler."""
+        if config.sync_config() != self.config.sync_config():
+            self._retired.update(asdict(self.assembler.stats))
+            self.assembler = FrameAssembler(config.sync_config())
+        self.config = config
+
+    # ------------------------------------------------------------------------- intake
+
+    def add_camera_info(self, msg: Any) -> bool:
+        """Keep ``msg`` as the camera model when valid; True when it was."""
+        try:
+            self.camera = conversions.camera_info_to_model(msg)
+        except (XdrcDepthError, ValueError) as err:
+            self._report(SkipReason.BAD_CAMERA_INFO, f'CameraInfo rejected: {err}')
+            return False
+        return True
+
+    def add_image(self, msg: Any, now_ns: int) -> bool:
+        """Buffer an image (Image or CompressedImage) received at ``now_ns`` (ns, any clock
+        that ``take`` uses too); True when buffered, False when dropped or rejected."""
+        try:
+            return self.assembler.add_image(conversions.stamp_to_ns(msg.header.stamp), msg,
+                                            now_ns)
+        except (XdrcDepthError, ValueError, IndexError) as err:
+            self._report(SkipReason.BAD_IMAGE_HEADER, f'image message rejected: {err}')
+            return False
+
+    def add_radar(self, index: int, msg: Any, now_ns: int) -> bool:
+        """Buffer a PointCloud2 of radar topic ``index``; True when buffered."""
+        try:
+            return self.assembler.add_radar(index, conversions.stamp_to_ns(msg.header.stamp),
+                                            msg, now_ns)
+        except (XdrcDepthError, ValueError, IndexError) as err:
+            self._report(SkipReason.BAD_RADAR_HEADER, f'radar message rejected: {err}')
+            return False
+
+    # ------------------------------------------------------------------------- output
+
+    def take(self, now_ns: int) -> SyncedFrame | None:
+        """The newest ready message set (see :meth:`FrameAssembler.take`), or None.
+
+        Without a CameraInfo the images stay buffered until the oldest one's sync wait ends,
+        so a CameraInfo that lands just after its image still serves it.
+        """
+        if self.camera is None:
+            deadline = self.assembler.next_timeout_ns()
+            if deadline is None or now_ns < deadline:
+                return None
+        return self.assembler.take(now_ns)
+
+    def next_timeout_ns(self) -> int | None:
+        """When ``take`` may next return a frame without new input (ns), or None."""
+        return self.assembler.next_timeout_ns()
+
+    def sync_stats(self) -> dict[str, int]:
+        """The assembler's counters, including those of assemblers replaced at run time."""
+        stats = asdict(self.assembler.stats)
+        for key, retired in self._retired.items():
+            if key != 'pending_images':  # a gauge, not a counter
+                stats[key] += retired
+        return stats
+
+    def build(self, synced: SyncedFrame) -> BuiltFrame | None:
+        """Decode a synced message set; None (reported) when the frame cannot be used.
+
+        Reasons: no CameraInfo, undecodable image, image size different from the CameraInfo,
+        or (with ``require_radar``) no usable radar sweep. Unusable sweeps are reported and
+        left out of the frame.
+        """
+        msg, camera, config = synced.image, self.camera, self.config
+        if camera is None:
+            self._report(SkipReason.NO_CAMERA_INFO,
+                         f'no valid CameraInfo on {config.camera_info_topic} within '
+                         f'sync_wait_s={config.sync_wait_s} of the image; frame skipped')
+            return None
+        try:
+            image = (conversions.compressed_to_rgb(msg) if config.image_transport == 'compressed'
+                     else conversions.image_to_rgb(msg))
+        except (XdrcDepthError, ValueError) as err:
+            self._report(SkipReason.BAD_IMAGE, f'image skipped: {err}')
+            return None
+        if image.shape[:2] != (camera.height, camera.width):
+            self._report(SkipReason.SIZE_MISMATCH,
+                         f'image is {image.shape[1]}x{image.shape[0]} but CameraInfo says '
+                         f'{camera.width}x{camera.height}; frame skipped')
+            return None
+        sweeps = []
+        for index, matches in enumerate(synced.radars):
+            for radar in matches:
+                sweep = self._radar_sweep(index, radar.item, msg.header.frame_id)
+                if sweep is not None:
+                    sweeps.append(sweep)
+        if config.require_radar and not sweeps:
+            self._report(SkipReason.NO_USABLE_RADAR, 'require_radar is set and no radar sweep '
+                         'of this frame was usable; frame skipped')
+            return None
+        frame = Frame(image=image, K=camera.K, radar=tuple(sweeps), stamp_ns=synced.stamp_ns,
+                      frame_id=msg.header.frame_id)
+        return BuiltFrame(frame, camera, msg.header)
+
+    def _radar_sweep(self, index: int, msg: Any, camera_frame: str) -> RadarSweep | None:
+        topic = self.config.radar_topics[index]
+        try:
+            cloud = conversions.pointcloud2_to_array(msg)
+            missing = conversions.missing_radar_fields(cloud.dtype, self.field_map)
+            if missing:
+                raise XdrcDepthError(f'no field(s) {list(missing)} (it has '
+                                     f'{list(cloud.dtype.names or ())}); set radar_fields')
+            points, features = conversions.radar_from_cloud(cloud, self.field_map)
+        except (XdrcDepthError, ValueError) as err:
+            self._report(SkipReason.RADAR_BAD_CLOUD, f'radar sweep on {topic} not used: {err}')
+            return None
+        if len(points) < cloud.size:
+            self._count(NONFINITE_RADAR_POINTS, int(cloud.size - len(points)))
+        stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        transform = self._extrinsics(index, msg.header.frame_id, camera_frame, stamp_ns)
+        if transform is None:
+            self._report(SkipReason.RADAR_NO_TRANSFORM,
+                         f'no transform {camera_frame!r} <- {msg.header.frame_id!r} at '
+                         f'{stamp_ns} ns; radar on {topic} not used')
+            return None
+        return RadarSweep(points=points, features=features, T_cam_from_radar=transform,
+                          stamp_ns=stamp_ns, frame_id=msg.header.frame_id)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+@dataclass(frozen=True)
+class MessageClasses:
+    """Output message classes of one flavour (rclpy or rosbags).
+
+    ``roi`` (``sensor_msgs/RegionOfInterest``) is needed for rosbags classes only, whose
+    fields have no defaults.
+    """
+
+    image: type
+    camera_info: type
+    cloud: type
+    point_field: type
+    roi: type | None = None
+
+    @classmethod
+    def from_typestore(cls, store: Any) -> MessageClasses:
+        """The ``rosbags`` classes of a type store."""
+        types = store.types
+        return cls(types['sensor_msgs/msg/Image'], types['sensor_msgs/msg/CameraInfo'],
+                   types['sensor_msgs/msg/PointCloud2'], types['sensor_msgs/msg/PointField'],
+                   types['sensor_msgs/msg/RegionOfInterest'])
+
+
+def output_camera(result: DepthResult, camera: conversions.CameraModel) -> conversions.CameraModel:
+    """The CameraInfo model of ``result.depth``: its size and K, P mapped like K.
+
+    The pipeline's pixel mapping (scale + crop) is ``K_out K_in^-1``; it maps P the same way.
+    """
+    height, width = result.depth.shape
+    affine = result.K @ np.linalg.inv(camera.K)
+    return conversions.CameraModel(K=result.K, P=affine @ camera.P, D=camera.D, width=width,
+                                   height=height, distortion_model=camera.distortion_model,
+                                   R=camera.R)
+
+
+def output_messages(result: DepthResult, camera: conversions.CameraModel, header: Any,
+                    config: NodeConfig, classes: MessageClasses, max_depth: float,
+                    wanted: Callable[[str], bool] = lambda suffix: True) -> list[tuple[str, Any]]:
+    """The node's output messages for one pipeline result, in publishing order.
+
+    ``depth`` (``depth_encoding``: 32FC1 m with NaN invalid, or 16UC1 mm with 0 invalid) and
+    ``camera_info`` always; ``depth_color``, ``saliency_overlay`` (both rgb8) and ``points``
+    (x, y, z float32 in the camera optical frame) when enabled in ``config`` and ``wanted``.
+
+    Args:
+        result: the pipeline result.
+        camera: CameraInfo model of the input image.
+        header: the input image's header (stamp and frame_id are reused).
+        config: node configuration (encoding, optional outputs, colour range, stride).
+        classes: message classes to build.
+        max_depth: the model's max depth (colour range when ``color_max_depth_m`` is 0), m.
+        wanted: whether an optional output is rendered (the node: it has a subscriber; they
+            cost milliseconds).
+
+    Returns:
+        ``(suffix, message)`` pairs, ``suffix`` in :data:`OUTPUT_SUFFIXES`.
+    """
+    depth = conversions.depth_to_image_array(result.depth, config.depth_encoding)
+    out = [('depth', conversions.make_image(classes.image, header, depth,
+                                            config.depth_encoding)),
+           ('camera_info', conversions.make_camera_info(
+               classes.camera_info, header, output_camera(result, camera), roi_cls=classes.roi))]
+    if config.publish_color and wanted('depth_color'):
+        color = visualize.colorize_depth(result.depth, config.color_max_depth_m or max_depth)
+        out.append(('depth_color', conversions.make_image(classes.image, header, color, 'rgb8')))
+    if config.publish_saliency and result.saliency is not None and wanted('saliency_overlay'):
+        overlay = visualize.saliency_overlay(result.image, result.saliency)
+        out.append(('saliency_overlay', conversions.make_image(classes.image, header, overlay,
+                                                               'rgb8')))
+    if config.publish_points and wanted('points'):
+        points = conversions.depth_to_points(result.depth, result.K, config.points_stride)
+        out.append(('points', conversions.make_pointcloud2(
+            classes.cloud, classes.point_field, header, conversions.xyz_cloud_array(points))))
+    return out
