@@ -10,8 +10,9 @@ import pytest
 
 pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS 2 install)')
 
-from ros_helpers import (compressed_msg, depth_array, extrinsics, frames, Harness,  # noqa: E402
-                         node_model, node_params, reference, reference_frame, Rig)
+from ros_helpers import (ATTEMPTS, camera_info_msg, cloud_msg, compressed_msg,  # noqa: E402
+                         depth_array, extrinsics, frames, Harness, image_msg, node_model,
+                         node_params, reference, reference_frame, Rig, TIMEOUT)
 
 from xdrcdepth_ros import conversions  # noqa: E402
 
@@ -91,3 +92,42 @@ def test_compressed_input_16uc1_camera_size_and_optional_outputs(node_model, fra
             np.testing.assert_allclose(cloud_out['z'], expected_points[:, 2], atol=1e-3)
             for msg in received.values():
                 assert conversions.stamp_to_ns(msg.header.stamp) == stamp
+
+
+def test_an_image_published_before_its_camera_info_still_gets_depth(node_model, frames,
+                                                                    extrinsics, reference):
+    """Under ``ros2 bag play`` an image often lands just before its CameraInfo. The node holds
+    it (up to sync_wait_s) until the CameraInfo arrives instead of dropping it."""
+    from xdrcdepth_ros.node import XdrcDepthNode
+
+    image, K, cloud, stamp, _, _ = frames[0]
+    radar_stamp = stamp + 10_000_000  # after the image: the radar settles it at once
+    params = node_params(node_model, extrinsics, sync_wait_s=2.0)
+    with Harness() as harness:
+        node = harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=params))
+        rig = Rig(harness, node)
+        # Inputs are best effort: send again until the node has the radar, then the image.
+        for kind, publisher, msg in (('radar', rig.radar, cloud_msg(cloud, radar_stamp)),
+                                     ('image', rig.image, image_msg(image, stamp))):
+            for _ in range(ATTEMPTS):
+                publisher.publish(msg)
+                try:
+                    harness.wait_until(lambda: rig.counter(f'{kind}_received') > 0,
+                                       TIMEOUT / ATTEMPTS, f'the {kind} at the node')
+                    break
+                except AssertionError:
+                    continue
+        assert rig.counter('image_received') >= 1
+        assert node.frames.camera is None
+        rig.info.publish(camera_info_msg(K, image.shape[1], image.shape[0], stamp))
+        depth_msg = rig.get('depth')
+        assert conversions.stamp_to_ns(depth_msg.header.stamp) == stamp
+        expected = reference().run(reference_frame(image, K, cloud, stamp, radar_stamp,
+                                                   extrinsics))
+        depth = depth_array(depth_msg)
+        assert np.array_equal(np.isnan(depth), np.isnan(expected.depth))
+        valid = np.isfinite(depth)
+        np.testing.assert_allclose(depth[valid], expected.depth[valid], rtol=0, atol=1e-6)
+        values = node.diagnostics()[2]
+        assert 'skipped_no_camera_info' not in values
+        assert values['published'] == '1'

@@ -63,7 +63,7 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
         harness.wait_subscribed(node, ['/xdrcdepth/depth'])
         clock = harness.node.get_clock()
         info_pub.publish(camera_info_msg(K_small, 400, 225, clock.now().nanoseconds))
-        harness.wait_until(lambda: node._camera is not None, TIMEOUT, 'the CameraInfo')
+        harness.wait_until(lambda: node.frames.camera is not None, TIMEOUT, 'the CameraInfo')
 
         sent = []
         for _ in range(COUNT):

@@ -3,11 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS 2 install)')
-
-from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
-
-from xdrcdepth_ros.node import NodeStats  # noqa: E402
+from xdrcdepth_ros.node_stats import DiagnosticLevel, NodeStats
 
 SYNC = {'dropped_superseded': 3, 'frames_out': 2}
 
@@ -19,7 +15,7 @@ def test_a_healthy_period_is_ok_and_reports_means_maxima_and_counters():
     stats.frame_done({'engine': 10.0, 'preprocess': 2.0, 'total': 14.0})
     stats.frame_done({'engine': 20.0, 'preprocess': 4.0, 'total': 26.0})
     level, message, values = stats.report(SYNC, new_period=True)
-    assert level == DiagnosticStatus.OK and message.startswith('publishing at')
+    assert level == DiagnosticLevel.OK and message.startswith('publishing at')
     assert values['provider'] == 'CPUExecutionProvider'
     assert (values['engine_ms'], values['engine_ms_max']) == ('15.00', '20.00')
     assert values['decode_ms'] == 'nan'  # never timed in this period
@@ -30,19 +26,19 @@ def test_a_healthy_period_is_ok_and_reports_means_maxima_and_counters():
 
 def test_levels_follow_what_happened_in_the_period():
     stats = NodeStats('cpu')
-    assert stats.report({}, new_period=True)[:2] == (DiagnosticStatus.WARN, 'no input images')
+    assert stats.report({}, new_period=True)[:2] == (DiagnosticLevel.WARN, 'no input images')
     stats.count('image_received')
     level, message, _ = stats.report({}, new_period=True)
-    assert level == DiagnosticStatus.WARN and 'no depth output yet' in message
+    assert level == DiagnosticLevel.WARN and 'no depth output yet' in message
     stats.count('image_received')
     stats.count('skipped_no_camera_info')
     level, message, _ = stats.report({}, new_period=True)
-    assert (level, message) == (DiagnosticStatus.ERROR, 'no depth output: skipped_no_camera_info')
+    assert (level, message) == (DiagnosticLevel.ERROR, 'no depth output: skipped_no_camera_info')
     stats.count('image_received')
     stats.count('radar_unused_bad_cloud')
     stats.frame_done({'engine': 1.0})
     level, message, values = stats.report({}, new_period=True)
-    assert (level, message) == (DiagnosticStatus.WARN, 'degraded: radar_unused_bad_cloud')
+    assert (level, message) == (DiagnosticLevel.WARN, 'degraded: radar_unused_bad_cloud')
     assert values['skipped_no_camera_info'] == '1'  # totals survive the period
 
 
@@ -54,3 +50,10 @@ def test_report_without_new_period_keeps_the_window():
     second = stats.report({}, new_period=True)[2]
     assert first['engine_ms'] == second['engine_ms'] == '5.00'
     assert stats.report({}, new_period=True)[2]['engine_ms'] == 'nan'
+
+
+def test_levels_are_the_diagnostic_msgs_byte_values():
+    """The node publishes ``bytes([level])``; each level must be the message's constant."""
+    msg = pytest.importorskip('diagnostic_msgs.msg', reason='needs the ROS message packages')
+    for level in DiagnosticLevel:
+        assert bytes([level]) == getattr(msg.DiagnosticStatus, level.name)
