@@ -10,13 +10,14 @@ import yaml
 from xdrcdepth_ros import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
-from xdrcdepth_ros.bag.node_io import load_params_file, output_topic
+from xdrcdepth_ros.node_core import output_topic
 from xdrcdepth_ros.bag.nuscenes_source import static_cam_from_sensor
 from xdrcdepth_ros.bag.replay import replay_bag, resolve_params
 from xdrcdepth_ros.errors import BagError
 from xdrcdepth_ros.frame import Frame, RadarSweep
 from xdrcdepth_ros.geometry import InputTransform, transform_from_xyzw
-from xdrcdepth_ros.node_params import defaults, extrinsics_from_transform
+from xdrcdepth_ros.node_params import (defaults, extrinsics_from_transform,
+                                       load_params_file)
 from xdrcdepth_ros.nuscenes_io import read_pcd
 
 
@@ -182,6 +183,26 @@ def _copy_without(source: Path, out: Path, skip: str) -> None:
             if message.topic != skip:
                 writer.write_raw(message.topic, message.msgtype, message.stamp_ns, message.raw,
                                  qos=message.qos)
+
+
+def test_an_image_before_its_camera_info_is_held_not_dropped(input_bag, tiny_model, tmp_path):
+    """Each CameraInfo moved 1 ms after its image (as ``ros2 bag play`` may deliver them): the
+    first image waits for its CameraInfo, as in the node, and every frame comes out."""
+    late = tmp_path / 'late_info'
+    with BagReader(input_bag) as reader, BagWriter(late) as writer:
+        for message in reader.messages():
+            delay = 1_000_000 if message.topic == '/CAM_FRONT/camera_info' else 0
+            writer.write_raw(message.topic, message.msgtype, message.stamp_ns + delay,
+                             message.raw, qos=message.qos)
+    params = tmp_path / 'p.yaml'
+    values = load_params_file(input_bag / 'params' / 'scene-0916.CAM_FRONT.yaml')
+    # Without radar topics an image is ready at once: only the CameraInfo can hold it.
+    values.update(radar_topics=[], radar_extrinsics=[])
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}}))
+    summary = replay_bag(late, tmp_path / 'out', model=tiny_model, params_file=params,
+                         providers=['cpu'], passthrough=False, progress=False)
+    assert summary.frames_in == summary.frames_out == 8
+    assert 'skipped_no_camera_info' not in summary.drops
 
 
 def _leftovers(parent: Path, name: str) -> list[Path]:

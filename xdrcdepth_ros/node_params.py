@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import yaml
 
 from xdrcdepth_ros.geometry import transform_from_xyzw
 from xdrcdepth_ros.sync import SyncConfig
@@ -369,6 +370,36 @@ def extrinsics_from_transform(transform: np.ndarray) -> list[float]:
     if quat[3] < 0:
         quat = -quat
     return [float(v) for v in matrix[:3, 3]] + [float(v) for v in quat]
+
+
+def load_params_file(path: str | Path, node_name: str = 'xdrcdepth') -> dict[str, Any]:
+    """Parameter values for ``node_name`` from a ROS 2 parameter YAML file (``--params-file``).
+
+    Reads the ``ros__parameters`` of the ``/**`` entry, then of ``node_name`` / ``/node_name``
+    (later entries win, as with ``--params-file``). Values are not checked here; pass them to
+    :meth:`NodeConfig.from_values`.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not YAML, or no ``ros__parameters`` for this node.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'parameter file {str(path)!r} not found')
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f'parameter file {path} is not valid YAML: {err}') from err
+    values: dict[str, Any] = {}
+    found = False
+    for key in ('/**', node_name, f'/{node_name}'):
+        entry = document.get(key) if isinstance(document, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get('ros__parameters'), dict):
+            values.update(entry['ros__parameters'])
+            found = True
+    if not found:
+        raise ValueError(f'parameter file {path} has no ros__parameters for /** or {node_name}')
+    return values
 
 
 def default_model_path() -> Path:

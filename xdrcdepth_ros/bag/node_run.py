@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
-from xdrcdepth_ros.bag.node_io import load_params_file, output_topic, OUTPUT_TYPES
+from xdrcdepth_ros.node_core import output_topic, OUTPUT_TYPES
+from xdrcdepth_ros.node_params import load_params_file
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Offline replay: the node's conversions → sync → pipeline → outputs over a bag, no ROS runtime.
+"""Offline replay: the node's conversions → sync → pipeline → outputs on a bag, without ROS.
 
 Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.sync.FrameAssembler`
 the node uses, with bag time as the clock: before each message whose bag time is later than the
 previous one, every frame that is ready at that time is processed (the node's worker polls
-continuously, so it sees the same state). Frames are built and outputs rendered by
-:mod:`xdrcdepth_ros.bag.node_io` (the node's steps, ROS-free), and written to a new bag under the
-node's topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
+continuously, so it sees the same state). Messages are paired, decoded and skipped by the
+node's own :class:`~xdrcdepth_ros.node_core.FrameBuilder` and outputs built by its
+:func:`~xdrcdepth_ros.node_core.output_messages`, then written to a new bag under the node's
+topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
 result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
 
 Parameters: ``--params-file`` (the node's YAML format) applies to the whole bag. Without it, a bag
@@ -17,7 +18,7 @@ per scene. Otherwise the node defaults apply. ``extrinsics_source: tf`` is serve
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 import json
 from pathlib import Path
 import time
@@ -26,15 +27,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from xdrcdepth_ros import conversions
 from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
-from xdrcdepth_ros.bag.node_io import (
-    frame_from_messages, load_params_file, MessageClasses, output_messages, output_topic,
-    radar_field_map)
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.errors import BagError
-from xdrcdepth_ros.node_params import defaults, NodeConfig, resolve_model_path
-from xdrcdepth_ros.sync import FrameAssembler
+from xdrcdepth_ros.node_core import (Extrinsics, FrameBuilder, MessageClasses, output_messages,
+                                     output_topic, parameter_extrinsics, SkipReason)
+from xdrcdepth_ros.node_params import defaults, load_params_file, NodeConfig, resolve_model_path
 
 SCENES_KEY = 'xdrcdepth.scenes'
 
@@ -130,19 +128,26 @@ def resolve_params(bag: str | Path, *, params_file: str | Path | None = None,
 
 
 class _Scene:
-    """Per-window state: what a node started with that window's parameters holds."""
+    """Per-window state: what a node started with that window's parameters holds.
 
-    def __init__(self, window: ParamsWindow, metadata: Any, tf: TfBuffer) -> None:
+    Skips are counted in ``drops`` under the node's diagnostic counter names.
+    """
+
+    def __init__(self, window: ParamsWindow, metadata: Any, tf: TfBuffer,
+                 drops: Counter[str]) -> None:
         config = self.config = window.config
-        self.assembler = FrameAssembler(config.sync_config())
-        self.field_map = radar_field_map(config, metadata)
-        self.camera: conversions.CameraModel | None = None
         self.radar_index = {topic: i for i, topic in enumerate(config.radar_topics)}
-        if config.extrinsics_source == 'parameters':
-            transforms = config.radar_transforms()
-            self.extrinsics = lambda index, radar, cam, stamp: transforms[index]
-        else:
-            self.extrinsics = lambda index, radar, cam, stamp: tf.lookup_static(cam, radar)
+
+        def static_tf(index: int, radar_frame: str, camera_frame: str,
+                      stamp_ns: int) -> np.ndarray | None:
+            return tf.lookup_static(camera_frame, radar_frame)
+
+        def report(reason: SkipReason, message: str) -> None:
+            drops[reason.value] += 1
+
+        extrinsics: Extrinsics = (parameter_extrinsics(config)
+                                  if config.extrinsics_source == 'parameters' else static_tf)
+        self.frames = FrameBuilder(config, metadata, extrinsics, report=report)
 
 
 def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = None,
@@ -215,20 +220,17 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
 
             def drain(now_ns: int) -> None:
                 assert state is not None
-                while (synced := state.assembler.take(now_ns)) is not None:
+                while (synced := state.frames.take(now_ns)) is not None:
                     begin = time.perf_counter_ns()
                     try:
-                        frame = frame_from_messages(
-                            synced, state.camera, state.config, state.field_map,
-                            state.extrinsics, lambda reason, message: drops.update([reason]))
-                        if frame is None:
+                        built = state.frames.build(synced)
+                        if built is None:
                             continue
-                        result = pipeline.run(frame)
-                        messages = output_messages(result, state.camera, synced.image.header,
-                                                   state.config, classes,
-                                                   float(engine.metadata.max_depth))
+                        result = pipeline.run(built.frame)
+                        messages = output_messages(result, built.camera, built.header,
+                                                   state.config, classes, pipeline.max_depth)
                     except Exception:  # noqa: BLE001 - as in the node: one bad frame is skipped
-                        drops['skipped_processing_error'] += 1
+                        drops[SkipReason.PROCESSING_ERROR.value] += 1
                         continue
                     latencies.append((time.perf_counter_ns() - begin) / 1e6)
                     for stage, value in result.timings_ms.items():
@@ -242,7 +244,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                 if state is None or previous_ns is None:
                     return
                 drain(previous_ns + state.config.sync_config().wait_ns + 1)
-                for name, value in asdict(state.assembler.stats).items():
+                for name, value in state.frames.sync_stats().items():
                     if name.startswith('dropped_') or name == 'duplicates':
                         drops[name] += int(value)
 
@@ -254,7 +256,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                     stamp = message.stamp_ns
                     if next_window < len(windows) and stamp >= windows[next_window].start_ns:
                         finish_scene()
-                        state = _Scene(windows[next_window], engine.metadata, tf)
+                        state = _Scene(windows[next_window], engine.metadata, tf, drops)
                         next_window += 1
                     elif previous_ns is not None and stamp > previous_ns and state is not None:
                         drain(stamp)
@@ -275,8 +277,9 @@ def _ingest(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
             summary: ReplaySummary, drops: Counter[str]) -> None:
     """Hand one bag message to the scene's state, as the node's subscriptions would.
 
-    A message that does not decode, or whose header the assembler rejects, is counted and
-    skipped (the node never dies on one bad message either).
+    A message that does not deserialize is counted and skipped (the node never dies on one bad
+    message either); the scene's frame builder counts bad headers and CameraInfo as the node
+    does.
     """
     try:
         _deliver(reader, message, state, tf, summary)
@@ -290,17 +293,14 @@ def _deliver(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
     if topic == '/tf_static':
         tf.add_static(reader.deserialize(message), message.stamp_ns)
     elif topic == config.camera_info_topic:
-        state.camera = conversions.camera_info_to_model(reader.deserialize(message))
+        state.frames.add_camera_info(reader.deserialize(message))
     elif topic == config.subscribed_image_topic:
         msg = reader.deserialize(message)
         summary.frames_in += 1
-        state.assembler.add_image(conversions.stamp_to_ns(msg.header.stamp), msg,
-                                  message.stamp_ns)
+        state.frames.add_image(msg, message.stamp_ns)
     elif topic in state.radar_index:
-        msg = reader.deserialize(message)
-        state.assembler.add_radar(state.radar_index[topic],
-                                  conversions.stamp_to_ns(msg.header.stamp), msg,
-                                  message.stamp_ns)
+        state.frames.add_radar(state.radar_index[topic], reader.deserialize(message),
+                               message.stamp_ns)
 
 
 def _storage_of(bag: Path) -> Storage:
