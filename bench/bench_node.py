@@ -110,7 +110,7 @@ def run(model: Path, frames: int, intra_op_threads: int) -> dict[str, dict[str, 
             if label.startswith('+'):
                 viewer.create_subscription(Image, '/xdrcdepth/depth_color', lambda msg: None, 5)
                 deadline = time.monotonic() + 10
-                while (not node._pub_color.get_subscription_count()
+                while (not node.count_subscribers('/xdrcdepth/depth_color')
                        and time.monotonic() < deadline):
                     time.sleep(0.01)
             times: dict[str, list[float]] = {

@@ -246,7 +246,7 @@ def test_run_time_changes_are_checked_and_applied(running_node):
                               Parameter('depth_encoding', value='16UC1')])
     assert all(result.successful for result in ok)
     assert node.config.sync_slop == 0.2 and node.config.depth_encoding == '16UC1'
-    assert node._assembler.config.slop_ns == 200_000_000
+    assert node.frames.assembler.config.slop_ns == 200_000_000
 
     refused = {
         'depth_encoding': Parameter('depth_encoding', value='mono8'),

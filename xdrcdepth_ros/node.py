@@ -218,11 +218,6 @@ class XdrcDepthNode(Node):
         self.config = config
         return SetParametersResult(successful=True)
 
-    @property
-    def _assembler(self) -> Any:
-        """The frame assembler in use (test_params checks that reconfiguration reaches it)."""
-        return self.frames.assembler
-
     # ------------------------------------------------------------------------- callbacks
 
     def _on_image(self, msg: Any) -> None:

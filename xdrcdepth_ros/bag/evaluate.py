@@ -21,7 +21,7 @@ import numpy as np
 
 from xdrcdepth_ros import conversions
 from xdrcdepth_ros.bag.io import BagReader
-from xdrcdepth_ros.bag.node_io import output_topic
+from xdrcdepth_ros.node_core import output_topic
 from xdrcdepth_ros.bag.panels import image_in_depth_grid, render_panel
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.errors import BagError
