@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ros_helpers import node_model
-from xdrcdepth_ros import node_params
+from xdrcdepth_ros import node_params, param_docs
 from xdrcdepth_ros.geometry import transform_from_xyzw
 from xdrcdepth_ros.node_params import (check_value, extrinsics_from_transform, NodeConfig,
                                        PARAMETER_NAMES, PARAMETERS, ParamType)
@@ -79,7 +79,12 @@ def test_yaml_lists_every_parameter_with_its_table_default():
 
 
 def test_schema_file_is_the_schema_rendered_from_the_table():
-    assert json.loads(SCHEMA_PATH.read_text()) == node_params.json_schema()
+    assert json.loads(SCHEMA_PATH.read_text()) == param_docs.json_schema()
+
+
+def test_docs_table_is_rendered_from_the_parameter_table():
+    """docs/node.md is generated; a parameter added to the table must show up there."""
+    assert (ROOT / 'docs' / 'node.md').read_text() == param_docs.NODE_DOC_HEADER + param_docs.markdown_table()
 
 
 def test_schema_is_strict_draft07_with_enums_and_bounds():

@@ -2,7 +2,7 @@
 
 ROS-free on purpose: ``node.py`` turns :data:`PARAMETERS` into ``ParameterDescriptor`` s, the
 tests compare the table with ``config/xdrcdepth.yaml`` and ``config/xdrcdepth.schema.json``, and
-:func:`json_schema` renders the schema, so the three cannot drift apart unnoticed.
+:func:`xdrcdepth_ros.param_docs.json_schema` renders the schema, so the three cannot drift apart unnoticed.
 
 Units are in the names where they are not obvious: ``*_s`` is seconds, ``*_m`` is metres.
 """
@@ -429,57 +429,6 @@ def resolve_model_path(model_path: str) -> Path:
             'model, or create one with `xdrcdepth export --checkpoint CKPT --out '
             f'models/{DEFAULT_MODEL_NAME}` (see models/MODEL_CARD.md)')
     return path
-
-
-_JSON_TYPES = {
-    ParamType.BOOL: 'boolean', ParamType.INTEGER: 'integer', ParamType.DOUBLE: 'number',
-    ParamType.STRING: 'string', ParamType.STRING_ARRAY: 'array', ParamType.DOUBLE_ARRAY: 'array',
-}
-
-
-def _schema_property(param: ParamSpec) -> dict[str, Any]:
-    prop: dict[str, Any] = {'type': _JSON_TYPES[param.type], 'description': param.description,
-                            'default': param.default}
-    bounds = {}
-    if param.minimum is not None:
-        bounds['minimum'] = param.minimum
-    if param.maximum is not None:
-        bounds['maximum'] = param.maximum
-    if param.type is ParamType.STRING_ARRAY:
-        items: dict[str, Any] = {'type': 'string'}
-        if param.choices:
-            items['enum'] = list(param.choices)
-        prop['items'] = items
-        prop['uniqueItems'] = True
-    elif param.type is ParamType.DOUBLE_ARRAY:
-        prop['items'] = {'type': 'number', **bounds}
-    else:
-        prop.update(bounds)
-        if param.choices:
-            prop['enum'] = list(param.choices)
-    return prop
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON Schema (draft-07) of ``config/xdrcdepth.yaml``, rendered from :data:`PARAMETERS`."""
-    parameters = {
-        'type': 'object',
-        'properties': {param.name: _schema_property(param) for param in PARAMETERS},
-        'required': list(PARAMETER_NAMES),
-        'additionalProperties': False,
-    }
-    node = {'type': 'object',
-            'properties': {'ros__parameters': {'$ref': '#/definitions/xdrcdepth'}},
-            'required': ['ros__parameters'], 'additionalProperties': False}
-    return {
-        '$schema': 'http://json-schema.org/draft-07/schema#',
-        'title': 'Parameters of the xdrcdepth node',
-        'type': 'object',
-        'definitions': {'xdrcdepth': parameters},
-        'properties': {'/**': node},
-        'required': ['/**'],
-        'additionalProperties': False,
-    }
 
 
 def defaults() -> dict[str, Any]:
