@@ -210,6 +210,16 @@ def test_gpu_provider_that_fails_at_session_start_falls_back_with_one_warning(ti
     assert 'CUDAExecutionProvider' in str(record[0].message)
 
 
+@pytest.mark.parametrize('spinning, expected', [(True, '1'), (False, '0')])
+def test_cpu_options_reach_the_session(tiny_model, spinning, expected):
+    """Thread count and spinning are what the session runs with (shared-CPU tuning)."""
+    with Engine(tiny_model, available_providers=CPU_ONLY, intra_op_threads=1,
+                cpu_spinning=spinning, warmup=0) as loaded:
+        options = loaded._session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.get_session_config_entry('session.intra_op.allow_spinning') == expected
+
+
 def test_closed_engine_refuses_to_run(tiny_model):
     loaded = Engine(tiny_model, available_providers=CPU_ONLY, warmup=0)
     loaded.close()

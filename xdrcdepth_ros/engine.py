@@ -370,6 +370,9 @@ class Engine:
         fp16: let TensorRT build FP16 kernels (for CUDA use the exported ``NAME.fp16.onnx``).
         intra_op_threads: CPU threads for one operator; 0 = onnxruntime's default (one per
             physical core).
+        cpu_spinning: let idle CPU worker threads spin (lowest latency on dedicated cores);
+            turn off on CPUs shared with other busy processes, where spinning threads stall
+            each other.
         device_id: CUDA device index.
         io_binding: bind inputs/outputs to pre-allocated buffers; ``None`` = on for GPU
             providers (avoids per-run allocations and host/device copies of the outputs).
@@ -386,7 +389,7 @@ class Engine:
     def __init__(self, path: str | Path, *, providers: Sequence[str | Provider] | None = None,
                  available_providers: Sequence[str] | None = None,
                  trt_cache_dir: str | Path | None = None, fp16: bool = False,
-                 intra_op_threads: int = 0, device_id: int = 0,
+                 intra_op_threads: int = 0, cpu_spinning: bool = True, device_id: int = 0,
                  io_binding: bool | None = None, warmup: int = 1) -> None:
         import onnxruntime as ort
 
@@ -404,6 +407,8 @@ class Engine:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = int(intra_op_threads)
         options.inter_op_num_threads = 1
+        options.add_session_config_entry('session.intra_op.allow_spinning',
+                                         '1' if cpu_spinning else '0')
         options.log_severity_level = 3  # ORT's own warnings duplicate ours
         cache = Path(trt_cache_dir) if trt_cache_dir is not None else None
         self._session, warned = self._create(options, chosen, cache, fp16, device_id)

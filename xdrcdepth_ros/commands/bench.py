@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--threads', type=int, default=0,
                         help='CPU threads for ORT and torch (default: torch\'s default, i.e. '
                              'physical cores or OMP_NUM_THREADS)')
+    parser.add_argument('--no-spinning', action='store_true',
+                        help='ORT worker threads sleep instead of spinning (for CPUs shared with '
+                             'other busy processes)')
     parser.add_argument('--providers', default=None,
                         help='comma-separated ORT providers (default tensorrt,cuda,cpu as '
                              'available)')
@@ -192,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError('no model given and torch is missing to export one')
             model_path, student_torch = _export_random('xdrcdepth', tmp, height, width)
             source = 'random init (no trained model found; random weights have the same speed)'
-        engine = stack.enter_context(Engine(model_path, providers=providers,
-                                            intra_op_threads=threads, warmup=2))
+        engine_options = dict(providers=providers, intra_op_threads=threads, warmup=2,
+                              cpu_spinning=not args.no_spinning)
+        engine = stack.enter_context(Engine(model_path, **engine_options))
         meta = engine.metadata
         pipeline = DepthPipeline(engine)
         frames = _frames(Path(args.dataroot), meta.radar_fields)
@@ -206,8 +210,7 @@ def run(args: argparse.Namespace) -> int:
         lirc_pipeline = None
         if want_lirc and torch_available:
             lirc_path, _ = _export_random('lircdepth', tmp, height, width)
-            lirc_engine = stack.enter_context(Engine(lirc_path, providers=providers,
-                                                     intra_op_threads=threads, warmup=2))
+            lirc_engine = stack.enter_context(Engine(lirc_path, **engine_options))
             lirc_pipeline = DepthPipeline(lirc_engine)
         elif want_lirc:
             notes.append('LiRCDepth skipped: exporting it needs torch')
@@ -300,7 +303,8 @@ def _report(height: int, width: int, engine: Any, meta: Any, model_path: Path, s
         'speedup_vs_lircdepth': lirc_median / pipeline_median if lirc_median else None,
         'model': {'path': str(model_path), 'name': meta.model_name, 'source': source,
                   'parameter_count': meta.parameter_count, 'outputs': list(meta.outputs)},
-        'threads': threads, 'iterations': args.iterations, 'warmup': args.warmup,
+        'threads': threads, 'cpu_spinning': not args.no_spinning,
+        'iterations': args.iterations, 'warmup': args.warmup,
         'frames': len(frames), 'radars': list(RADARS),
         'onnxruntime': onnxruntime.__version__, 'torch': torch_version,
         'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
