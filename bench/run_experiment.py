@@ -48,6 +48,29 @@ def evaluate(ckpt: Path, args: argparse.Namespace, log: Path) -> dict:
     return json.loads(lines[-1])['metrics']['80']
 
 
+def markdown(rows: list[dict]) -> str:
+    """The results as markdown: one line per run, then per-variant means and change vs direct."""
+    lines = ['| variant | seed | MAE (m) | RMSE (m) | AbsRel | δ1 | wall (s) |',
+             '|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['variant']} | {r['seed']} | {r['mae_m']:.3f} | {r['rmse_m']:.3f} | "
+                     f"{r['abs_rel']:.3f} | {r['delta1']:.3f} | {r['wall_s']:.0f} |")
+    means = {}
+    for variant in VARIANTS:
+        sel = [r for r in rows if r['variant'] == variant]
+        if sel:
+            means[variant] = {k: sum(r[k] for r in sel) / len(sel) for k in ('mae_m', 'rmse_m')}
+            means[variant]['n'] = len(sel)
+    lines += ['', '| variant | seeds | mean MAE (m) | mean RMSE (m) | MAE vs direct |',
+              '|---|---|---|---|---|']
+    base = means.get('direct', {}).get('mae_m')
+    for variant, m in means.items():
+        change = f"{100 * (m['mae_m'] / base - 1):+.2f} %" if base else 'n/a'
+        lines.append(f"| {variant} | {m['n']} | {m['mae_m']:.3f} | {m['rmse_m']:.3f} | "
+                     f"{change} |")
+    return '\n'.join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
@@ -55,9 +78,13 @@ def main() -> int:
     parser.add_argument('--out', default='runs/experiment')
     parser.add_argument('--cache-dir', default='runs/cache')
     parser.add_argument('--test-size', type=int, default=64)
+    parser.add_argument('--teacher', default=None,
+                        help='use this teacher checkpoint instead of training OUT/teacher')
     parser.add_argument('--teacher-steps', type=int, default=None)
     parser.add_argument('--student-steps', type=int, default=None)
     parser.add_argument('--json-out', default='docs/experiments.json')
+    parser.add_argument('--report', action='store_true',
+                        help='only print the markdown table of the finished runs')
     parser.add_argument('--set', dest='extra', action='append', default=[],
                         help='extra student override, e.g. kd.tau=2')
     args = parser.parse_args()
@@ -68,8 +95,16 @@ def main() -> int:
         for line in results_path.read_text().splitlines():
             row = json.loads(line)
             done[(row['variant'], row['seed'])] = row
+    if args.report:
+        rows = sorted(done.values(), key=lambda r: (list(VARIANTS).index(r['variant']), r['seed']))
+        print(markdown(rows))
+        return 0
     py = [sys.executable, '-m', 'xdrcdepth_ros', 'train']
-    teacher = out / 'teacher' / 'last.pt'
+    sys.path.insert(0, str(ROOT))
+    from xdrcdepth_ros.train.config import load_config
+
+    default_steps = load_config(ROOT / 'config' / 'train_synthetic_student.yaml').optim.steps
+    teacher = Path(args.teacher) if args.teacher else out / 'teacher' / 'last.pt'
     if not teacher.exists():
         cmd = py + ['--config', 'config/train_synthetic_teacher.yaml', '--out', str(out / 'teacher')]
         if args.teacher_steps:
@@ -91,10 +126,11 @@ def main() -> int:
                 cmd += ['--set', item]
             if args.student_steps:
                 cmd += ['--steps', str(args.student_steps)]
+            steps = args.student_steps or default_steps
             wall = sh(cmd, out / 'logs' / f'{variant}_s{seed}.log')
             metrics = evaluate(run_dir / 'last.pt', args,
                                out / 'logs' / f'{variant}_s{seed}_eval.log')
-            row = {'variant': variant, 'seed': seed, 'mae_m': metrics['mae_m'],
+            row = {'variant': variant, 'seed': seed, 'steps': steps, 'mae_m': metrics['mae_m'],
                    'rmse_m': metrics['rmse_m'], 'abs_rel': metrics['abs_rel'],
                    'delta1': metrics['delta1'], 'wall_s': round(wall, 1),
                    'test_samples': args.test_size, 'cap_m': 80, 'command': shlex.join(cmd)}
@@ -103,7 +139,17 @@ def main() -> int:
                 fh.write(json.dumps(row) + '\n')
             print(json.dumps(row), flush=True)
     rows = [done[k] for k in sorted(done, key=lambda k: (list(VARIANTS).index(k[0]), k[1]))]
-    (ROOT / args.json_out).write_text(json.dumps(rows, indent=2) + '\n')
+    for row in rows:
+        row.setdefault('steps', default_steps)
+    # Merge with rows of other schedules already in the file (same variant/seed/steps replaced).
+    json_path = ROOT / args.json_out
+    old = json.loads(json_path.read_text()) if json_path.exists() else []
+    for row in old:
+        row.setdefault('steps', default_steps)
+    mine = {(r['variant'], r['seed'], r['steps']) for r in rows}
+    merged = [r for r in old if (r['variant'], r['seed'], r.get('steps')) not in mine] + rows
+    merged.sort(key=lambda r: (r['steps'], list(VARIANTS).index(r['variant']), r['seed']))
+    json_path.write_text(json.dumps(merged, indent=2) + '\n')
     for variant in VARIANTS:
         maes = [r['mae_m'] for r in rows if r['variant'] == variant]
         if maes:

@@ -40,6 +40,10 @@ def test_card_quotes_the_recorded_numbers(recorded):
 
 def test_distilled_student_beats_direct_in_experiment():
     rows = json.loads((ROOT / 'docs' / 'experiments.json').read_text())
-    mean = {v: [r['mae_m'] for r in rows if r['variant'] == v] for v in ('direct', 'both_kd')}
-    assert len(mean['direct']) >= 2 and len(mean['both_kd']) >= 2
-    assert sum(mean['both_kd']) / len(mean['both_kd']) < sum(mean['direct']) / len(mean['direct'])
+    assert {r['variant'] for r in rows} == {'direct', 'saliency_kd', 'distribution_kd', 'both_kd'}
+    for steps in {r['steps'] for r in rows}:
+        mae = {v: [r['mae_m'] for r in rows if r['variant'] == v and r['steps'] == steps]
+               for v in ('direct', 'both_kd')}
+        assert len(mae['direct']) >= 2 and len(mae['both_kd']) >= 2, steps
+        assert sum(mae['both_kd']) / len(mae['both_kd']) < \
+            sum(mae['direct']) / len(mae['direct']), steps

@@ -218,7 +218,13 @@ class Trainer:
                      self.cfg.optim.batch_size * self.world)),
                  'config': self.cfg.to_dict(), 'best_mae': self.best_mae,
                  'train_data': _describe_data(self.cfg), 'torch_rng': torch.get_rng_state(),
-                 'metrics': metrics or {}}
+                 # Flat numbers for the export metadata; the full per-cap table beside them.
+                 'metrics': _flat_metrics(metrics or {}), 'val_metrics': metrics or {}}
+        fields = getattr(self.train_set, 'radar_fields', None)
+        if fields is None and self.cfg.data.dataset == 'synthetic':
+            fields = ('rcs', 'vx', 'vy')  # SyntheticDataset's default channels after depth
+        if fields is not None:
+            extra['radar_fields'] = list(fields)
         if self.use_amp:
             extra['scaler'] = self.scaler.state_dict()
         save_checkpoint(tmp, self.model, extra=extra)
@@ -281,6 +287,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return metrics
+
+
+def _flat_metrics(metrics: dict) -> dict[str, float]:
+    """``{'cap80': {'mae_m': x}}`` -> ``{'val_mae_m_cap80': x}`` (numbers only)."""
+    return {f'val_{key}_{cap}': float(value) for cap, table in metrics.items()
+            if isinstance(table, dict) for key, value in table.items()
+            if isinstance(value, (int, float))}
 
 
 def _describe_data(cfg: TrainConfig) -> str:
