@@ -197,3 +197,4 @@ def test_bench_json_reports_pipeline_torch_and_lircdepth(tiny_model, nuscenes_ro
         report['lircdepth_ms_median'] / report['pipeline_ms_median'])
     assert 0 < report['pre_post_fraction'] < 1
     assert report['frames'] == 8 and report['iterations'] == 2
+    assert report['other_load_cores'] is None or report['other_load_cores'] >= 0

@@ -73,6 +73,28 @@ def _stats(values: list[float]) -> dict[str, float]:
             'p99': float(np.percentile(array, 99))}
 
 
+def _cpu_counters() -> tuple[float, float, float] | None:
+    """(wall s, whole-machine busy CPU s, this process's CPU s), or None off Linux."""
+    import resource
+
+    try:
+        fields = Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:9]
+    except OSError:
+        return None
+    ticks = [int(value) for value in fields]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf('SC_CLK_TCK')  # minus idle, iowait
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.monotonic(), busy, usage.ru_utime + usage.ru_stime
+
+
+def _other_load(start: tuple[float, float, float] | None) -> float | None:
+    """Mean number of cores other processes kept busy since ``start`` (shared machines)."""
+    end = _cpu_counters()
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (end[0] - start[0]))
+
+
 def _frames(dataroot: Path, radar_fields: tuple[str, ...]) -> list[Any]:
     """The keyframes as pipeline Frames: CAM_FRONT + the three front radars."""
     from xdrcdepth_ros.frame import Frame, RadarSweep
@@ -219,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         totals, eager_ms, lirc_totals = [], [], []
         lirc_stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
         steps = range(args.warmup + args.iterations)
+        counters = _cpu_counters()
         for step in tqdm(steps, desc=f'bench {height}x{width}', unit='frame', disable=None):
             frame = frames[step % len(frames)]
             result = pipeline.run(frame)
@@ -235,9 +258,13 @@ def run(args: argparse.Namespace) -> int:
                 for stage in STAGES:
                     lirc_stages[stage].append(lirc.timings_ms[stage])
                 lirc_totals.append(sum(lirc.timings_ms.values()))
+        other_load = _other_load(counters)
+        if other_load is not None and other_load > 0.25:
+            notes.append(f'other processes kept {other_load:.2f} cores busy during the run; '
+                         'timings (torch eager most of all) are inflated')
 
     report = _report(height, width, engine, meta, model_path, source, threads, frames, args,
-                     stages, totals, eager_ms, lirc_stages, lirc_totals, notes)
+                     stages, totals, eager_ms, lirc_stages, lirc_totals, notes, other_load)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -273,7 +300,7 @@ def _report(height: int, width: int, engine: Any, meta: Any, model_path: Path, s
             threads: int, frames: list[Any], args: argparse.Namespace,
             stages: dict[str, list[float]], totals: list[float], eager_ms: list[float],
             lirc_stages: dict[str, list[float]], lirc_totals: list[float],
-            notes: list[str]) -> dict[str, Any]:
+            notes: list[str], other_load: float | None) -> dict[str, Any]:
     import onnxruntime
 
     pipeline_median = float(np.median(totals))
@@ -308,6 +335,7 @@ def _report(height: int, width: int, engine: Any, meta: Any, model_path: Path, s
         'frames': len(frames), 'radars': list(RADARS),
         'onnxruntime': onnxruntime.__version__, 'torch': torch_version,
         'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
+        'other_load_cores': other_load,
         'notes': notes,
     }
 
