@@ -86,6 +86,31 @@ def latency_ms(engine: Any, sample: dict, runs: int = 30) -> dict[str, float]:
             'runs': runs}
 
 
+def markdown(results: dict) -> str:
+    """Markdown tables of a ``model_card_metrics.json`` (what MODEL_CARD.md quotes)."""
+    names = {'model': 'XD-RCDepth student (this model)',
+             'baseline_constant_median': 'constant = median GT depth of the split',
+             'baseline_radar_nearest': 'nearest radar point (image plane)'}
+    out = []
+    for split, title in (('synthetic_test', 'synthetic test split'),
+                         ('synthetic_test_small', 'synthetic test, first samples'),
+                         ('nuscenes_bundled', 'bundled real nuScenes frames vs LiDAR')):
+        table = results[split]
+        n = int(table['model']['n_images'])
+        out += [f'**{title}** ({n} images, 80 m cap, per image then averaged)', '',
+                '| predictor | MAE (m) | RMSE (m) | iMAE (1/km) | iRMSE (1/km) | AbsRel | δ1 |',
+                '|---|---|---|---|---|---|---|']
+        for key, name in names.items():
+            m = table[key]
+            if key == 'baseline_constant_median':
+                name += f" ({m['constant_m']:.2f} m)"
+            out.append(f"| {name} | {m['mae_m']:.3f} | {m['rmse_m']:.3f} | "
+                       f"{m['imae_per_km']:.2f} | {m['irmse_per_km']:.2f} | {m['abs_rel']:.3f} | "
+                       f"{m['delta1']:.3f} |")
+        out.append('')
+    return '\n'.join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('model', help='exported .onnx (with its .json)')
@@ -94,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--test-size', type=int, default=64)
     parser.add_argument('--small', type=int, default=8)
     parser.add_argument('--out', default='models/model_card_metrics.json')
+    parser.add_argument('--markdown', action='store_true',
+                        help='only print the tables of an existing --out file')
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return 0
     from xdrcdepth_ros.engine import Engine
 
     results: dict[str, Any] = {'model': Path(args.model).name}
