@@ -47,3 +47,30 @@ def test_distilled_student_beats_direct_in_experiment():
         assert len(mae['direct']) >= 2 and len(mae['both_kd']) >= 2, steps
         assert sum(mae['both_kd']) / len(mae['both_kd']) < \
             sum(mae['direct']) / len(mae['direct']), steps
+
+
+def test_radar_nearest_baseline_by_hand():
+    import numpy as np
+
+    from xdrcdepth_ros.train.baselines import radar_nearest
+
+    radar = np.zeros((3, 5), np.float32)
+    radar[0, 0], radar[2, 4] = 3.0, 9.0
+    filled = radar_nearest(radar, fallback_m=10.0)
+    assert filled[0, 1] == 3.0 and filled[2, 3] == 9.0 and filled[1, 0] == 3.0
+    assert np.all(radar_nearest(np.zeros((2, 2), np.float32), 7.0) == 7.0)
+
+
+def test_evaluate_model_command_on_bundled_frames(nuscenes_root, capsys):
+    from xdrcdepth_ros.cli import main
+
+    args = ['evaluate-model', '--dataset', 'nuscenes', '--root', str(nuscenes_root),
+            '--height', '96', '--width', '192', '--json']
+    assert main(args + ['--baseline', 'radar-nn']) == 0
+    radar = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert radar['n_samples'] == 8 and radar['metrics']['80']['n_images'] == 8
+    assert main(args + ['--baseline', 'median']) == 0
+    median = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert median['metrics']['80']['mae_m'] != radar['metrics']['80']['mae_m']
+    assert main(['evaluate-model', '--checkpoint', '/nonexistent.pt', '--dataset', 'nuscenes',
+                 '--root', str(nuscenes_root), '--height', '96', '--width', '192']) == 1

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--dataset', default='synthetic', choices=('synthetic', 'nuscenes', 'zju'))
     parser.add_argument('--root', default='', help='dataset folder (nuscenes, zju)')
     parser.add_argument('--version', default='v1.0-mini', help='nuScenes table version')
-    parser.add_argument('--split', default='test', help='split name (synthetic: train/val/test)')
+    parser.add_argument('--split', default='',
+                        help='split name (default: test; nuscenes: all keyframes of the tables)')
     parser.add_argument('--size', type=int, default=64, help='synthetic: samples in the split')
     parser.add_argument('--height', type=int, default=192, help='model input height (px)')
     parser.add_argument('--width', type=int, default=352, help='model input width (px)')
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     from xdrcdepth_ros.evaluate import format_table
     from xdrcdepth_ros.train.batches import sample_arrays
 
+    if not args.split:
+        args.split = 'all' if args.dataset == 'nuscenes' else 'test'
     dataset = load_split(args)
     count = len(dataset) if not args.limit else min(int(args.limit), len(dataset))
     if count == 0:
