@@ -37,7 +37,7 @@ def build_dataset(cfg: DataConfig, split: str) -> Sequence[Any]:
                                         width=cfg.width, seed=0)
         if not cfg.cache_dir:
             return make()
-        key = f'synthetic_{split}_{size}_{cfg.height}x{cfg.width}'
+        key = f'synthetic_{split}_{size}_{cfg.height}x{cfg.width}_{generator_fingerprint()}'
         return SampleCache.load_or_build(Path(cfg.cache_dir) / f'{key}.npz', make)
     if cfg.dataset == 'nuscenes':
         from xdrcdepth_ros.data import NuScenesDataset
@@ -47,6 +47,17 @@ def build_dataset(cfg: DataConfig, split: str) -> Sequence[Any]:
     from xdrcdepth_ros.data import ZJU4DRadarCamDataset
 
     return ZJU4DRadarCamDataset(cfg.root, split=split, height=cfg.height, width=cfg.width)
+
+
+def generator_fingerprint() -> str:
+    """8 hex digits of a hash of the synthetic generator's source, so a cache rendered by an
+    older generator is never reused silently."""
+    import xdrcdepth_ros.data as data_pkg
+
+    digest = hashlib.blake2b(digest_size=4)
+    for path in sorted(Path(data_pkg.__file__).parent.glob('synthetic*.py')):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 class SampleCache:
