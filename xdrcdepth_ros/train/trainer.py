@@ -203,6 +203,9 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         values = {k: float(v.detach()) for k, v in terms.items()}
+        if self.cfg.kd.saliency_weight > 0 and self.distiller is not None:
+            # Keep the CSV columns fixed on steps where saliency KD is skipped (saliency_every).
+            values.setdefault('saliency_kd', float('nan'))
         values.update(loss=float(total.detach()), lr=lr)
         return values
 
