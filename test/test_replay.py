@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ros_helpers import RADAR_FIELDS
 from xdrcdepth_ros import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
@@ -52,7 +53,8 @@ def _expected_frame(keyframe, config) -> Frame:
     """The frame the node should build for a keyframe, derived from the dataset directly."""
     camera = keyframe.camera
     slop_ns = int(round(config.sync_slop * 1e9))
-    field_map = conversions.RadarFieldMap(config.radar_fields)
+    # An empty radar_fields means the model's own fields (the tiny model's are RADAR_FIELDS).
+    field_map = conversions.RadarFieldMap(config.radar_fields or RADAR_FIELDS)
     sweeps = []
     for radar in RADAR_CHANNELS:
         record = keyframe.sensors[radar]

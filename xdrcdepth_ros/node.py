@@ -130,7 +130,8 @@ class XdrcDepthNode(Node):
         self.config = NodeConfig.from_values(values)
         self.pipeline = pipeline if pipeline is not None else self._load_pipeline()
         metadata = self.pipeline.engine.metadata
-        if tuple(self.config.radar_fields) != tuple(metadata.radar_fields):
+        if self.config.radar_fields and (tuple(self.config.radar_fields)
+                                         != tuple(metadata.radar_fields)):
             self.get_logger().warning(
                 f'radar_fields {list(self.config.radar_fields)} differ from the model metadata '
                 f'{list(metadata.radar_fields)}; make sure they carry the same quantities')

@@ -96,10 +96,12 @@ def output_topic(suffix: str, node_name: str = NODE_NAME, namespace: str = '') -
 def radar_field_map(config: NodeConfig, metadata: ModelInfo) -> conversions.RadarFieldMap:
     """The PointCloud2 → radar channel mapping of ``radar_fields``, checked against the model.
 
+    An empty ``radar_fields`` means the fields the model was trained with (its metadata).
+
     Raises:
         ValueError: ``radar_fields`` has a different count than the model's radar channels.
     """
-    fields = config.radar_fields
+    fields = tuple(config.radar_fields) or tuple(metadata.radar_fields)
     expected = len(metadata.radar_channels) - 1
     if len(fields) != expected:
         raise ValueError(f'radar_fields {list(fields)} has {len(fields)} names but the model '

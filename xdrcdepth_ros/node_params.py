@@ -87,9 +87,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'sensor_msgs/CameraInfo of the camera (k and the image size are used)'),
     ParamSpec('radar_topics', ParamType.STRING_ARRAY, ['/RADAR_FRONT'],
               'sensor_msgs/PointCloud2 radar topics; each sweep is projected into the image'),
-    ParamSpec('radar_fields', ParamType.STRING_ARRAY, ['rcs', 'vx_comp', 'vy_comp'],
+    ParamSpec('radar_fields', ParamType.STRING_ARRAY, [],
               "PointCloud2 fields feeding the model's radar channels after depth, in order; "
-              'their count must match the model metadata'),
+              "empty: the fields the model was trained with (its metadata's radar_fields)"),
     ParamSpec('radar_time_offsets_s', ParamType.DOUBLE_ARRAY, [],
               'per radar topic, seconds added to its stamps before matching (empty: all 0)',
               minimum=-1.0, maximum=1.0),
@@ -315,8 +315,6 @@ def _cross_check(values: Mapping[str, Any]) -> list[str]:
     if any(not topic for topic in topics) or not values['image_topic'] \
             or not values['camera_info_topic']:
         problems.append('topic names must not be empty')
-    if not values['radar_fields']:
-        problems.append('radar_fields must name at least one PointCloud2 field')
     if values['sync_max_age_s'] < values['sync_slop']:
         problems.append(f"sync_max_age_s ({values['sync_max_age_s']}) must be >= sync_slop "
                         f"({values['sync_slop']}), or matching sweeps would be discarded as stale")
