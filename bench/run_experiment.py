@@ -106,7 +106,8 @@ def main() -> int:
     default_steps = load_config(ROOT / 'config' / 'train_synthetic_student.yaml').optim.steps
     teacher = Path(args.teacher) if args.teacher else out / 'teacher' / 'last.pt'
     if not teacher.exists():
-        cmd = py + ['--config', 'config/train_synthetic_teacher.yaml', '--out', str(out / 'teacher')]
+        cmd = py + ['--config', 'config/train_synthetic_teacher.yaml',
+                    '--out', str(out / 'teacher')]
         if args.teacher_steps:
             cmd += ['--steps', str(args.teacher_steps)]
         wall = sh(cmd, out / 'logs' / 'teacher.log')

@@ -1,4 +1,4 @@
-"""``xdrcdepth evaluate-model``: paper metrics of a checkpoint, an exported ONNX or a baseline.
+r"""``xdrcdepth evaluate-model``: paper metrics of a checkpoint, an exported ONNX or a baseline.
 
 Examples:
     xdrcdepth evaluate-model --checkpoint runs/experiment/both_kd_s0/best.pt --split test

@@ -24,7 +24,7 @@ ARRAY_KEYS = ('image', 'radar', 'gt_sparse', 'gt_dense', 'K')
 
 
 def build_dataset(cfg: DataConfig, split: str) -> Sequence[Any]:
-    """The dataset of ``Sample`` objects for ``split`` at the full model size ``cfg.height x width``.
+    """The dataset of ``Sample`` objects for ``split`` at the full model size (height x width).
 
     Synthetic data is rendered once and cached as npz (see ``SampleCache``), so experiments do
     not pay for rendering on every run.

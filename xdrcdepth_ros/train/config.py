@@ -132,7 +132,8 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 def _build(cls: type, values: dict, where: str) -> Any:
     if not isinstance(values, dict):
-        raise ValueError(f'config section {where!r} must be a mapping, got {type(values).__name__}')
+        raise ValueError(f'config section {where!r} must be a mapping, got '
+                         f'{type(values).__name__}')
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:

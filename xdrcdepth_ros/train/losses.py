@@ -61,7 +61,7 @@ def masked_l1(pred: torch.Tensor, gt: torch.Tensor,
 
 def _relative_error_weight(pred: torch.Tensor, gt: torch.Tensor,
                            mask: torch.Tensor) -> torch.Tensor:
-    """u = 1 - exp(-5 |gt - pred| / (gt + pred)) inside ``mask`` and 1 outside (grows with error)."""
+    """u = 1 - exp(-5 |gt - pred| / (gt + pred)) inside ``mask``, 1 outside (grows with error)."""
     rel = (gt - pred).abs() / (gt + pred + 1e-7)
     return 1.0 - torch.exp(-5.0 * rel) * mask.to(pred.dtype)
 

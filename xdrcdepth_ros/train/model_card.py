@@ -1,4 +1,4 @@
-"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model (ONNX on CPU).
+r"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model (ONNX on CPU).
 
     .venv/bin/python -m xdrcdepth_ros.train.model_card models/xdrcdepth_student.onnx \
         --cache-dir runs/cache --out models/model_card_metrics.json

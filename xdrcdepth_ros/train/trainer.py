@@ -1,9 +1,10 @@
-"""The training loop: AdamW + poly decay, KD, AMP (CUDA), checkpoint/resume, logs, validation, DDP.
+r"""The training loop: AdamW + poly decay, KD, AMP (CUDA), checkpoint/resume, logs, validation, DDP.
 
 Single process: ``xdrcdepth train --config config/train_synthetic_student.yaml``.
 Data parallel (one process per GPU or CPU slot, gloo on CPU, nccl on GPU)::
 
-    torchrun --standalone --nproc_per_node 8 -m xdrcdepth_ros train --config config/train_nuscenes_student.yaml
+    torchrun --standalone --nproc_per_node 8 -m xdrcdepth_ros train \
+        --config config/train_nuscenes_student.yaml
 
 ``torchrun`` sets RANK/WORLD_SIZE/LOCAL_RANK; each rank sees a disjoint stride of every epoch's
 permutation (``batches.StepSampler``); rank 0 alone writes logs and checkpoints.
