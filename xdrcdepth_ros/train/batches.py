@@ -43,7 +43,8 @@ def build_dataset(cfg: DataConfig, split: str) -> Sequence[Any]:
         from xdrcdepth_ros.data import NuScenesDataset
 
         return NuScenesDataset(cfg.root, version=cfg.version, split=split, height=cfg.height,
-                               width=cfg.width)
+                               width=cfg.width, lidar_scans=cfg.lidar_scans,
+                               densify=cfg.densify, cache_dir=cfg.cache_dir or None)
     from xdrcdepth_ros.data import ZJU4DRadarCamDataset
 
     return ZJU4DRadarCamDataset(cfg.root, split=split, height=cfg.height, width=cfg.width)

@@ -30,7 +30,9 @@ class DataConfig:
     train_size: int = 512               # synthetic only: number of scenes per split
     val_size: int = 64
     test_size: int = 64
-    cache_dir: str = ''                 # synthetic only: where rendered samples are cached
+    cache_dir: str = ''                 # synthetic: rendered-sample cache; nuscenes: prepared GT
+    lidar_scans: int = 0                # nuscenes: LiDAR sweeps accumulated each side (gt_dense)
+    densify: bool = False               # nuscenes: interpolate the accumulated gt_dense
     augment: bool = True                # flip + colour jitter
     num_workers: int = 0
 
