@@ -1,6 +1,8 @@
 """Trainer: determinism, checkpoint + resume, KD terms, config errors, torchrun (gloo, CPU)."""
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,9 +134,18 @@ def test_torchrun_two_processes_trains_and_resumes(cache_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     extra = torch.load(out / 'last.pt', weights_only=False)
     assert extra['step'] == 2
-    proc = subprocess.run(base + ['--resume', str(out / 'last.pt'), '--steps', '3'], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    # The resumed leg also distils (DDP + Grad-CAM + bin-KL), from a copy of the first leg.
+    shutil.copy(out / 'last.pt', cache_root / 'ddp_teacher.pt')
+    kd = ['--teacher', str(cache_root / 'ddp_teacher.pt'), '--set', 'kd.saliency_weight=1',
+          '--set', 'kd.distribution_weight=1', '--set', 'kd.num_bins=16']
+    proc = subprocess.run(base + ['--resume', str(out / 'last.pt'), '--steps', '3'] + kd,
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert torch.load(out / 'last.pt', weights_only=False)['step'] == 3
     result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith('{')][-1])
     assert result['step'] == 3
+    with (out / 'train_log.csv').open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r['step']) for r in rows] == [1, 2, 3]
+    assert rows[0]['distribution_kd'] == '' and float(rows[-1]['distribution_kd']) > 0
+    assert float(rows[-1]['saliency_kd']) > 0

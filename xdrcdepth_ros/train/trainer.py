@@ -323,10 +323,24 @@ class _Logs:
 
     def _row(self, name: str, row: dict) -> None:
         path = self.out_dir / name
-        new = not path.exists()
+        header: list[str] = []
+        if path.exists():
+            with path.open(newline='') as fh:
+                header = next(csv.reader(fh), [])
+        if header and set(row) - set(header):
+            # New columns (e.g. a resumed run that adds KD): rewrite with the union of columns.
+            with path.open(newline='') as fh:
+                old = list(csv.DictReader(fh))
+            header += [k for k in row if k not in header]
+            tmp = path.with_suffix('.tmp')
+            with tmp.open('w', newline='') as fh:
+                writer = csv.DictWriter(fh, fieldnames=header)
+                writer.writeheader()
+                writer.writerows(old)
+            os.replace(tmp, path)
         with path.open('a', newline='') as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(fh, fieldnames=header or list(row))
+            if not header:
                 writer.writeheader()
             writer.writerow(row)
 
