@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from xdrcdepth_ros.errors import SyncConfigError
-from xdrcdepth_ros.sync import FrameAssembler, RadarPolicy, SyncConfig, SyncedFrame
+from xdrcdepth_ros.sync import FrameAssembler, RadarItem, RadarPolicy, SyncConfig, SyncedFrame
 
 MS = 1_000_000
 T0 = 1_535_639_721_000 * MS  # a nuScenes-like epoch stamp: large ints must stay exact
@@ -106,12 +106,40 @@ def test_reordered_images_release_newest_and_reject_older_late_arrivals():
     assert assembler.take(4) is None
 
 
-def test_silent_radar_does_not_delay_images():
-    """No sweep ever: the image goes out at once with an empty radar tuple."""
-    assembler = FrameAssembler(SyncConfig())
+def test_silent_radar_stops_delaying_images_after_max_age():
+    """No sweep ever: the first image waits wait_ns (the radar may just be late), and once the
+    topic has been silent for max_age_ns of receive time images go out at once."""
+    assembler = FrameAssembler(SyncConfig(wait_ns=100 * MS, max_age_ns=500 * MS))
     assembler.add_image(T0, 'img', 0)
-    frame = assembler.take(0)
+    assert assembler.take(99 * MS) is None
+    frame = assembler.take(100 * MS)
     assert frame.radars == ((),) and frame.received_ns == 0
+    assembler.add_image(T0 + 600 * MS, 'later', 600 * MS)
+    assert assembler.take(600 * MS).image == 'later'
+
+
+def test_first_image_waits_for_a_sweep_delivered_after_it():
+    """Transports do not order topics: an image that overtakes its sweep at start-up still
+    gets it (offline replay, which sees bag order, builds the same frame)."""
+    assembler = FrameAssembler(SyncConfig(wait_ns=100 * MS))
+    assembler.add_image(T0, 'img', 0)
+    assert assembler.take(1 * MS) is None
+    assembler.add_radar(0, T0 + 5 * MS, 'sweep', 2 * MS)
+    assert assembler.take(2 * MS).radars == ((RadarItem(T0 + 5 * MS, 'sweep'),),)
+
+
+def test_jump_forward_to_the_next_scene_waits_for_its_sweep():
+    """A bag's next scene starts far later: its first image waits for that scene's sweep
+    instead of going out without radar because the topic's newest sweep is old."""
+    assembler = FrameAssembler(SyncConfig(wait_ns=100 * MS))
+    assembler.add_radar(0, T0 + 8 * MS, 'scene a', 0)
+    assembler.add_image(T0 + 5 * MS, 'a', 1 * MS)
+    assert assembler.take(1 * MS).image == 'a'
+    later = T0 + 38 * 86_400_000 * MS
+    assembler.add_image(later, 'b', 50 * MS)
+    assert assembler.take(51 * MS) is None
+    assembler.add_radar(0, later + 3 * MS, 'scene b', 52 * MS)
+    assert assembler.take(52 * MS).radars == ((RadarItem(later + 3 * MS, 'scene b'),),)
 
 
 def test_missing_sweep_waits_then_releases_incomplete_frame():
@@ -259,7 +287,9 @@ def test_reset_clears_buffers_and_keeps_counters():
     stats = assembler.stats
     assert (stats.images_in, stats.radars_in, stats.dropped_reset) == (1, 1, 1)
     assembler.add_image(T0 - 10_000 * MS, 'fresh', 1)  # no history: no clock jump detected
-    assert assembler.take(2).image == 'fresh' and assembler.stats.clock_resets == 0
+    assert assembler.take(2) is None  # the radar is unheard since the reset: wait for it
+    assert assembler.take(1 + SyncConfig().wait_ns).image == 'fresh'
+    assert assembler.stats.clock_resets == 0
 
 
 def check_invariants(assembler: FrameAssembler, frames: list[SyncedFrame]) -> None:

@@ -11,11 +11,12 @@ Policy, for an image stamped ``t`` and radar topic ``i`` whose sweeps are stampe
   closest to ``t`` (ties: the earlier); ``RadarPolicy.ALL`` keeps every match, oldest first, for
   callers that accumulate sweeps. A sweep may serve several images (camera faster than radar).
 * Topic ``i`` is settled for the image once a sweep that rules out a better match has arrived
-  (NEAREST: ``r' >= t``; ALL: ``r' > t + slop_ns``), or when the topic is silent (no sweep
-  with ``r' >= t - max_age_ns`` since the last reset), so a dead radar does not delay frames;
-  a topic not heard from yet counts as silent, so the first images after start-up or a reset
-  may go out without its radar. An image is ready when every topic is settled or ``wait_ns``
-  passed since it arrived. NEAREST thus holds an image for up to one radar period plus the
+  (NEAREST: ``r' >= t``; ALL: ``r' > t + slop_ns``), or when the topic is silent: nothing
+  admitted from it for more than ``max_age_ns`` of receive time (``now_ns``), counted from
+  the first message after start-up or a reset when it was never heard. So a dead radar stops
+  delaying frames after ``max_age_ns``, while the first images after start-up, a reset or a
+  jump forward (next bag scene) still wait for their sweeps, whichever transport delivers
+  first. An image is ready when every topic is settled or ``wait_ns`` passed since it arrived. NEAREST thus holds an image for up to one radar period plus the
   radar's transport latency; set ``wait_ns`` above that sum.
 * ``take`` returns the newest ready image; older images are dropped (``dropped_superseded``):
   latest frame wins, so a slow consumer never builds up latency, and output stamps strictly
@@ -195,6 +196,9 @@ class FrameAssembler:
         self._radars: list[list[tuple[int, RadarItem]]] = [[] for _ in
                                                             self.config.radar_offsets_ns]
         self._topic_newest: list[int | None] = [None] * self.config.num_radars
+        # Receive times (now_ns): last admitted sweep per topic, first message since the reset.
+        self._topic_received: list[int | None] = [None] * self.config.num_radars
+        self._first_received: int | None = None
         self._newest: int | None = None
         self._last_out: int | None = None
 
@@ -221,7 +225,10 @@ class FrameAssembler:
         stamp_ns, now_ns = int(stamp_ns), int(now_ns)
         with self._lock:
             self._counts['images_in'] += 1
-            if not self._admit(stamp_ns):
+            admitted = self._admit(stamp_ns)
+            if self._first_received is None:
+                self._first_received = now_ns
+            if not admitted:
                 self._counts['dropped_stale'] += 1
                 return False
             stamps = [image.stamp_ns for image in self._images]
@@ -241,7 +248,8 @@ class FrameAssembler:
     def add_radar(self, index: int, stamp_ns: int, item: Any, now_ns: int) -> bool:
         """Buffer a sweep of radar topic ``index`` stamped ``stamp_ns`` (header stamp, ns).
 
-        ``now_ns`` is accepted for symmetry and future use; radar matching uses stamps only.
+        ``now_ns`` (receive time) only tells whether the topic is alive (see the module notes);
+        matching uses stamps.
 
         Returns:
             True when it was buffered; False when dropped (stale or duplicate stamp).
@@ -252,13 +260,16 @@ class FrameAssembler:
         if not 0 <= index < self.config.num_radars:
             raise IndexError(f'radar index {index} out of range: {self.config.num_radars} radar '
                              'topics are configured')
-        stamp_ns = int(stamp_ns)
+        stamp_ns, now_ns = int(stamp_ns), int(now_ns)
         corrected = stamp_ns + self.config.radar_offsets_ns[index]
         with self._lock:
             self._counts['radars_in'] += 1
             if not self._admit(corrected):
                 self._counts['radars_stale'] += 1
                 return False
+            if self._first_received is None:
+                self._first_received = now_ns
+            self._topic_received[index] = now_ns
             buffer = self._radars[index]
             position = bisect.bisect_left(buffer, corrected, key=lambda entry: entry[0])
             if position < len(buffer) and buffer[position][0] == corrected:
@@ -274,13 +285,18 @@ class FrameAssembler:
 
     # ------------------------------------------------------------------------- output
 
-    def _settled(self, index: int, stamp_ns: int) -> bool:
+    def _settled(self, index: int, stamp_ns: int, now_ns: int) -> bool:
         newest = self._topic_newest[index]
-        if newest is None or newest < stamp_ns - self.config.max_age_ns:
-            return True  # silent topic: nothing to wait for
-        if self.config.radar_policy is RadarPolicy.NEAREST:
-            return newest >= stamp_ns
-        return newest > stamp_ns + self.config.slop_ns
+        if newest is not None:
+            if self.config.radar_policy is RadarPolicy.NEAREST and newest >= stamp_ns:
+                return True
+            if newest > stamp_ns + self.config.slop_ns:
+                return True
+        heard = self._topic_received[index]
+        if heard is None:
+            heard = self._first_received
+        # Silent topic: nothing to wait for (a clock running backwards also ends the wait).
+        return heard is None or not 0 <= now_ns - heard <= self.config.max_age_ns
 
     def _matches(self, index: int, stamp_ns: int) -> tuple[RadarItem, ...]:
         slop = self.config.slop_ns
@@ -307,7 +323,8 @@ class FrameAssembler:
                 waited = now_ns - image.received_ns
                 # A clock that ran backwards (sim time restarted) ends the wait.
                 timed_out = waited >= config.wait_ns or waited < 0
-                settled = all(self._settled(i, image.stamp_ns) for i in range(config.num_radars))
+                settled = all(self._settled(i, image.stamp_ns, now_ns)
+                              for i in range(config.num_radars))
                 if not (settled or timed_out):
                     continue
                 radars = tuple(self._matches(i, image.stamp_ns)
