@@ -81,7 +81,7 @@ def render_panel(path: str | Path, *, image: np.ndarray | None, radar_depth: np.
     black = np.zeros((height, width, 3), dtype=np.uint8)
     camera = image if image is not None else black
     radar = black if radar_depth is None else visualize.radar_overlay(
-        camera, radar_depth, max_depth, radius=max(1, width // 160))
+        camera, radar_depth, max_depth, radius=max(2, width // 100))
     # Sparse LiDAR errors are single pixels; grow them so they are visible in a preview.
     error = cv2.dilate(visualize.error_map(depth, gt), np.ones((3, 3), np.uint8))
     if saliency is not None and saliency.shape[:2] != (height, width):
