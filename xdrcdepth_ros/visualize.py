@@ -56,16 +56,25 @@ def colorize_values(values: np.ndarray, low: float, high: float,
     colour). Returns (H, W, 3) uint8 RGB.
     """
     values = _check_2d(values, 'values')
+    return _colorize(values, np.isfinite(values), low, high, colormap, reverse)
+
+
+def _colorize(values: np.ndarray, valid: np.ndarray, low: float, high: float,
+              colormap: Colormap, reverse: bool) -> np.ndarray:
     if not high > low:
         raise ValueError(f'colour range must have high > low, got [{low}, {high}]')
-    finite = np.isfinite(values)
-    scaled = (np.clip(np.where(finite, values, low), low, high) - low) / (high - low)
+    # OpenCV's scale + saturate, colour map and masked copy run several times faster than numpy
+    # fancy indexing, which matters for a 900x1600 preview published every frame. Invalid
+    # pixels get an arbitrary index here and are blacked out below.
+    gain = 255.0 / (high - low)
+    clipped = np.clip(values, low, high)
     if reverse:
-        scaled = 1.0 - scaled
-    index = np.rint(scaled * 255.0).astype(np.uint8)
-    rgb = _lut(colormap)[index]
-    rgb[~finite] = 0
-    return rgb
+        index = cv2.convertScaleAbs(clipped, alpha=-gain, beta=high * gain)
+    else:
+        index = cv2.convertScaleAbs(clipped, alpha=gain, beta=-low * gain)
+    coloured = cv2.applyColorMap(index, colormap.value)
+    cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB, dst=coloured)
+    return cv2.bitwise_and(coloured, coloured, mask=valid.view(np.uint8))
 
 
 def colorize_depth(depth: np.ndarray, max_depth: float,
@@ -86,11 +95,8 @@ def colorize_depth(depth: np.ndarray, max_depth: float,
     if not max_depth > 0:
         raise ValueError(f'max_depth must be > 0 m, got {max_depth}')
     depth = _check_2d(depth, 'depth')
-    invalid = ~(depth > 0)
-    rgb = colorize_values(np.where(invalid, np.nan, depth), 0.0, float(max_depth), colormap,
-                          reverse=True)
-    rgb[invalid] = 0
-    return rgb
+    valid = np.isfinite(depth) & (depth > 0)
+    return _colorize(depth, valid, 0.0, float(max_depth), colormap, reverse=True)
 
 
 def _resize_to(array: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
