@@ -180,9 +180,13 @@ def report(results: dict[str, dict[str, list[float]]], model: Path, size: tuple[
                      f'{_median(color[stage]):.2f} ms |' for stage in STAGES)
     total = f'**{overhead(plain):.2f} ms** | **{overhead(color):.2f} ms**'
     engine = f"{_median(plain['engine']):.1f} ms | {_median(color['engine']):.1f} ms"
+    model_arg = (f'--model {model.resolve().relative_to(ROOT)} '
+                 if model.resolve().is_relative_to(ROOT)
+                 else '')
     return f"""## Node
 
-`.venv/bin/python bench/bench_node.py --height {size[0]} --width {size[1]} --frames {frames}`:
+`.venv/bin/python bench/bench_node.py {model_arg}--height {size[0]} --width {size[1]} \
+--frames {frames} --write-docs`:
 a real `XdrcDepthNode` (rclpy, Fast DDS) runs its worker steps on the bundled 900×1600 nuScenes
 keyframes (raw `rgb8` Image + ARS408 PointCloud2), output at the model size {size[1]}×{size[0]},
 ONNX Runtime on CPU with `intra_op_threads={threads}`. Median per stage over {frames} frames;
@@ -192,23 +196,24 @@ ONNX Runtime on CPU with `intra_op_threads={threads}`. Median per stage over {fr
 |---|---|---|
 {rows}
 | **node overhead** (everything but the engine) | {total} |
-| engine (not overhead; random {model.stem}) | {engine} |
+| engine (not overhead; {model.name}) | {engine} |
 | JPEG decode (compressed transport only) | {_median(plain['jpeg']):.2f} ms | |
 
 Of the overhead, the node's own glue (sync + decode + message building and `publish()` of
-depth and camera_info) is **{glue:.2f} ms**. The rest is two library steps, timed again on their
-own in the same run: the INTER_AREA resize of the 1600×900 image inside `DepthPipeline`
-preprocessing ({_median(plain['resize']):.2f} ms) and, only while `~/depth_color` has a
-subscriber, `visualize.colorize_depth` ({_median(color['colorize']):.2f} ms). The 5 ms target
-is met by the node itself but not with these two as they are. Notes, measured once by hand on
-this machine while writing the bench:
+depth and camera_info) is **{glue:.2f} ms**. Two library steps, timed again on their own in the
+same run, make up most of the rest: the anti-aliased resize of the 1600×900 image inside
+`DepthPipeline` preprocessing (`InputTransform.apply_to_image`: pyrDown + one bilinear warp,
+{_median(plain['resize']):.2f} ms) and, only while `~/depth_color` has a subscriber,
+`visualize.colorize_depth` ({_median(color['colorize']):.2f} ms). Target: ≤ 5 ms per frame,
+everything but the engine. Notes:
 
 * ONNX Runtime's default thread pool keeps spinning after each run; on 2 cores that slowed the
-  steps around it about 3x (overhead 36 ms with the default, 12 ms with one thread, same load).
-  The bench sets `intra_op_threads=1`; on small CPUs set the node parameter likewise.
-* An INTER_LINEAR resize to the same size costs ~0.5 ms and a `cv2.LUT` colour map ~1 ms. With
-  those the overhead would be ~3 ms (depth + camera_info) and ~4 ms with colour. Both steps
-  live in `geometry` / `visualize`, which training shares, so they are not changed here.
+  steps around it about 3x (overhead 36 ms with the default, 12 ms with one thread, same load,
+  measured by hand while writing the bench). The bench sets `intra_op_threads=1`; on small CPUs
+  set the node parameter likewise.
+* The resize used to be `INTER_AREA` (~8.5 ms here) and the colour map numpy fancy indexing
+  (~7.6 ms); both were replaced (geometry / visualize), which took the overhead from 11.5 ms
+  (22.9 ms with colour) to the figures above.
 
 sync = FrameAssembler add_radar + add_image + take; decode = Image → RGB view, PointCloud2 →
 points/features, extrinsics; preprocess = resize + crop, K, radar map; postprocess = NaN masking;
