@@ -8,29 +8,16 @@ JPEG decoding (CompressedImage) is shown for reference; it is dominated by libjp
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
+from timing import median_ms  # bench/ is on sys.path when a script runs
 from xdrcdepth_ros import conversions as conv
 
 WIDTH, HEIGHT = 1600, 900
 K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
-
-
-def median_ms(function: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``function()`` in milliseconds after two warm-up calls."""
-    function()
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        function()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return statistics.median(times)
 
 
 def flavours() -> list[tuple[str, dict[str, Any], Any]]:

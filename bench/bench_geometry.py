@@ -6,11 +6,10 @@ Prints medians in ms; the targets (issue 2) are < 2 ms (radar) and < 15 ms (LiDA
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
+from timing import median_ms  # bench/ is on sys.path when a script runs
 from xdrcdepth_ros import geometry
 
 WIDTH, HEIGHT = 1600, 900
@@ -18,18 +17,6 @@ K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
 # A nuScenes-like radar mount: x forward → camera z, y left → camera -x, z up → camera -y.
 T_CAM_FROM_SENSOR = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.5],
                               [1.0, 0.0, 0.0, -1.5], [0.0, 0.0, 0.0, 1.0]])
-
-
-def median_ms(function, repeats: int) -> float:
-    """Median wall time of ``function()`` in milliseconds after two warm-up calls."""
-    function()
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        function()
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return statistics.median(times)
 
 
 def main() -> None:

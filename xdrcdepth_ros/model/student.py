@@ -25,7 +25,8 @@ from torch import nn
 
 from xdrcdepth_ros.model.blocks import (
     ConvBNAct, DEFAULT_DASPP_RATES, DepthHead, FiLM, FiLMMode, ImageNormalize, PointwiseDASPP,
-    upsample_to, UpConv)
+    UpConv)
+from xdrcdepth_ros.model.decoder import decode
 from xdrcdepth_ros.model.encoders import MobileNetV2Encoder
 from xdrcdepth_ros.model.output import check_inputs, ModelOutput
 
@@ -106,22 +107,7 @@ class XDRCDepth(nn.Module):
         """image (B,3,H,W) in [0,1], radar (B,C,H,W) raw → ``ModelOutput`` (depth in metres)."""
         check_inputs(image, radar, self.radar_channels)
         s2, s4, s8, s16, s32 = self.encode(image, radar)
-        inv = 1.0 / self.max_depth
-
-        f16 = self.iconv5(torch.cat([self.up5(s32), s16], dim=1))
-        f8 = self.daspp(self.iconv4(torch.cat([self.up4(f16), s8], dim=1)))
-        d8 = self.head8(f8)
-        d8_up2 = upsample_to(d8, 2)
-        f4 = self.iconv3(torch.cat([self.up3(f8), s4, d8_up2 * inv], dim=1))
-        d4 = self.head4(f4)
-        f2 = self.iconv2(torch.cat([self.up2(f4), s2, upsample_to(d4, 2) * inv], dim=1))
-        d2 = self.head2(f2)
-        d8_full, d4_full, d2_full = upsample_to(d8, 8), upsample_to(d4, 4), upsample_to(d2, 2)
-        f1 = self.iconv1(torch.cat(
-            [self.up1(f2), d8_full * inv, d4_full * inv, d2_full * inv], dim=1))
-        depth = self.head(f1)
-        features = {'1/16': f16, '1/8': f8, '1/4': f4, '1/2': f2, '1': f1}
-        return ModelOutput(depth, [d8_full, d4_full, d2_full], features, f1)
+        return decode(self, s2, s4, s8, s16, s32)
 
     def forward_with_saliency(self, image: torch.Tensor,
                               radar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

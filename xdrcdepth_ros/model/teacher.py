@@ -29,7 +29,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from xdrcdepth_ros.model.blocks import (
-    ConvBNAct, DEFAULT_DASPP_RATES, DenseASPP, DepthHead, ImageNormalize, upsample_to, UpConv)
+    ConvBNAct, DEFAULT_DASPP_RATES, DenseASPP, DepthHead, ImageNormalize, UpConv)
+from xdrcdepth_ros.model.decoder import decode
 from xdrcdepth_ros.model.encoders import ResNetEncoder
 from xdrcdepth_ros.model.output import check_inputs, ModelOutput
 
@@ -138,18 +139,4 @@ class CaFNetTeacher(nn.Module):
         s2, s4, s8, s16, s32 = (
             i + gate(r, F.avg_pool2d(confidence, s))
             for i, gate, r, s in zip(img, self.gates, rad, SCALES))
-        inv = 1.0 / self.max_depth
-
-        f16 = self.iconv5(torch.cat([self.up5(s32), s16], dim=1))
-        f8 = self.daspp(self.iconv4(torch.cat([self.up4(f16), s8], dim=1)))
-        d8 = self.head8(f8)
-        f4 = self.iconv3(torch.cat([self.up3(f8), s4, upsample_to(d8, 2) * inv], dim=1))
-        d4 = self.head4(f4)
-        f2 = self.iconv2(torch.cat([self.up2(f4), s2, upsample_to(d4, 2) * inv], dim=1))
-        d2 = self.head2(f2)
-        d8_full, d4_full, d2_full = upsample_to(d8, 8), upsample_to(d4, 4), upsample_to(d2, 2)
-        f1 = self.iconv1(torch.cat(
-            [self.up1(f2), d8_full * inv, d4_full * inv, d2_full * inv], dim=1))
-        depth = self.head(f1)
-        features = {'1/16': f16, '1/8': f8, '1/4': f4, '1/2': f2, '1': f1}
-        return ModelOutput(depth, [d8_full, d4_full, d2_full], features, f1)
+        return decode(self, s2, s4, s8, s16, s32)
