@@ -103,3 +103,13 @@ def test_save_png_round_trips_rgb(tmp_path):
 def test_bad_arguments_are_clear_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_empty_inputs_give_empty_images():
+    """A frame without radar points colours an empty array; OpenCV must not be handed it."""
+    from xdrcdepth_ros import visualize
+
+    assert visualize.colorize_depth(np.zeros((1, 0), np.float32), 80.0).shape == (1, 0, 3)
+    assert visualize.colorize_values(np.zeros((0, 5), np.float32), 0, 1).shape == (0, 5, 3)
+    image = np.zeros((4, 6, 3), np.uint8)
+    assert (visualize.radar_overlay(image, np.zeros((4, 6), np.float32)) == 0).all()

@@ -63,6 +63,8 @@ def _colorize(values: np.ndarray, valid: np.ndarray, low: float, high: float,
               colormap: Colormap, reverse: bool) -> np.ndarray:
     if not high > low:
         raise ValueError(f'colour range must have high > low, got [{low}, {high}]')
+    if values.size == 0:  # OpenCV's kernels fault (SIGFPE) on empty arrays
+        return np.zeros((*values.shape, 3), dtype=np.uint8)
     # OpenCV's scale + saturate, colour map and masked copy run several times faster than numpy
     # fancy indexing, which matters for a 900x1600 preview published every frame. Invalid
     # pixels get an arbitrary index here and are blacked out below.
