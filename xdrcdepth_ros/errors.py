@@ -23,3 +23,7 @@ class DatasetError(XdrcDepthError):
 
 class BagError(XdrcDepthError):
     """A bag cannot be read or written: corrupt, truncated, or missing a topic."""
+
+
+class ModelFileError(XdrcDepthError, ValueError):
+    """A model file cannot be loaded: not ONNX, truncated, or an unexpected graph."""
