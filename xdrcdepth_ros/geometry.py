@@ -101,6 +101,12 @@ def transform_from_xyzw(translation: ArrayLike, rotation_xyzw: ArrayLike) -> np.
     return _transform(_check_vector(translation, 3, 'translation'), np.roll(xyzw, 1))
 
 
+def transform_from_record(record: dict) -> np.ndarray:
+    """``T`` of a nuScenes ``calibrated_sensor`` (ego ← sensor) or ``ego_pose`` (global ← ego)
+    record: its ``translation`` (m) and ``rotation`` (w, x, y, z)."""
+    return transform_from_wxyz(record['translation'], record['rotation'])
+
+
 def invert_transform(transform: np.ndarray) -> np.ndarray:
     """Invert a rigid (4, 4) transform using R^T, cheaper and exact compared with a general inverse."""
     transform = check_transform(transform)
@@ -134,13 +140,10 @@ def nuscenes_cam_from_sensor(sensor_calib: dict, sensor_pose: dict,
     Returns:
         (4, 4) ``T_cam_from_sensor``; it compensates ego motion between the two timestamps.
     """
-    def record_transform(record: dict) -> np.ndarray:
-        return transform_from_wxyz(record['translation'], record['rotation'])
-
-    return (invert_transform(record_transform(cam_calib))
-            @ invert_transform(record_transform(cam_pose))
-            @ record_transform(sensor_pose)
-            @ record_transform(sensor_calib))
+    return (invert_transform(transform_from_record(cam_calib))
+            @ invert_transform(transform_from_record(cam_pose))
+            @ transform_from_record(sensor_pose)
+            @ transform_from_record(sensor_calib))
 
 
 # ----------------------------------------------------------------------------- projection

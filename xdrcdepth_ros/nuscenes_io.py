@@ -163,15 +163,16 @@ class NuScenesTables:
             except json.JSONDecodeError as err:
                 raise DatasetError(f'corrupt nuScenes table {path}: {err}') from err
             self.tables[name] = {record['token']: record for record in records}
-        channel_of = {token: self.tables['sensor'][cs['sensor_token']]['channel']
-                      for token, cs in self.tables['calibrated_sensor'].items()}
+        #: calibrated_sensor token -> channel name (e.g. ``RADAR_FRONT``).
+        self.channel_of: dict[str, str] = {
+            token: self.tables['sensor'][cs['sensor_token']]['channel']
+            for token, cs in self.tables['calibrated_sensor'].items()}
         self._by_sample: dict[str, dict[str, dict]] = {}
         for record in self.tables['sample_data'].values():
-            channel = channel_of[record['calibrated_sensor_token']]
+            channel = self.channel_of[record['calibrated_sensor_token']]
             self._by_sample.setdefault(record['sample_token'], {})
             if record.get('is_key_frame', True):
                 self._by_sample[record['sample_token']][channel] = record
-        self._channel_of = channel_of
 
     def sensor_record(self, sample_data: dict) -> SensorRecord:
         """Resolve a sample_data record into a :class:`SensorRecord` (file must exist)."""
@@ -179,7 +180,7 @@ class NuScenesTables:
         if not path.is_file():
             raise DatasetError(f'missing sensor file {path}')
         return SensorRecord(
-            channel=self._channel_of[sample_data['calibrated_sensor_token']], path=path,
+            channel=self.channel_of[sample_data['calibrated_sensor_token']], path=path,
             timestamp_us=int(sample_data['timestamp']),
             calibrated_sensor=self.tables['calibrated_sensor'][sample_data['calibrated_sensor_token']],
             ego_pose=self.tables['ego_pose'][sample_data['ego_pose_token']],

@@ -38,10 +38,10 @@ from xdrcdepth_ros import conversions
 from xdrcdepth_ros.bag.io import BagWriter, QOS_LATCHED, Storage
 from xdrcdepth_ros.bag.messages import header, jpeg_size, tf_message, transform_stamped
 from xdrcdepth_ros.bag.nuscenes_source import (
-    BASE_FRAME, calibration_transform, camera_info_topic, cloud_topic, collect_scenes,
+    BASE_FRAME, camera_info_topic, cloud_topic, collect_scenes,
     image_topic, ODOM_FRAME, raw_image_topic, SceneRecords, sensor_frame, static_cam_from_sensor)
 from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import transform_from_wxyz
+from xdrcdepth_ros.geometry import transform_from_record
 from xdrcdepth_ros.node_params import extrinsics_from_transform
 from xdrcdepth_ros.nuscenes_io import read_lidar_bin, read_pcd, SensorRecord
 
@@ -142,7 +142,7 @@ def convert_nuscenes(dataroot: str | Path, out: str | Path, *, version: str = 'v
 def _write_scene(writer: BagWriter, scene: SceneRecords, bar: Any) -> None:
     store = writer.store
     static = [transform_stamped(store, scene.start_ns, BASE_FRAME, sensor_frame(channel),
-                                calibration_transform(calibration))
+                                transform_from_record(calibration))
               for channel, calibration in sorted(scene.calibrations.items())]
     writer.write('/tf_static', scene.start_ns, tf_message(store, static), qos=QOS_LATCHED)
     posed: set[int] = set()
@@ -150,7 +150,7 @@ def _write_scene(writer: BagWriter, scene: SceneRecords, bar: Any) -> None:
         stamp_ns = record.timestamp_us * 1000
         if stamp_ns not in posed:
             posed.add(stamp_ns)
-            pose = transform_from_wxyz(record.ego_pose['translation'], record.ego_pose['rotation'])
+            pose = transform_from_record(record.ego_pose)
             writer.write('/tf', stamp_ns, tf_message(store, [transform_stamped(
                 store, stamp_ns, ODOM_FRAME, BASE_FRAME, pose)]))
         if _is_camera(record.channel):

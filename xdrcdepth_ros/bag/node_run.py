@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 import yaml
 
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
+from xdrcdepth_ros.bag.replay import latency_summary
 from xdrcdepth_ros.node_core import output_topic, OUTPUT_TYPES
 from xdrcdepth_ros.node_params import load_params_file
 
@@ -124,9 +124,9 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
             finally:
                 executor.remove_node(node)
                 node.destroy_node()
-        summary.frames_out = recorder.count(output_topic('depth'))
         depth = output_topic('depth')
-        summary.latency_ms = _latency([
+        summary.frames_out = recorder.count(depth)
+        summary.latency_ms = latency_summary([
             (arrival - published_at[stamp]) / 1e6
             for stamp, arrival in zip(recorder.stamps[depth], recorder.arrivals_ns[depth])
             if stamp in published_at])
@@ -184,14 +184,6 @@ def _all_accounted(node: Any, images: int) -> bool:
         int(v) for k, v in values.items() if k.startswith(('skipped_', 'dropped_')))
     return (int(values.get('image_received', 0)) >= images
             and values.get('pending_images') == '0' and done >= images)
-
-
-def _latency(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    array = np.asarray(values)
-    return {'mean': float(array.mean()), 'p50': float(np.percentile(array, 50)),
-            'p95': float(np.percentile(array, 95)), 'max': float(array.max())}
 
 
 def _wait(predicate: Any, timeout_s: float) -> None:

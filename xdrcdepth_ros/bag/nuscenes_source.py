@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import invert_transform, transform_from_wxyz
+from xdrcdepth_ros.geometry import invert_transform, transform_from_record
 from xdrcdepth_ros.nuscenes_io import NuScenesTables, SensorRecord
 
 ODOM_FRAME = 'odom'
@@ -51,11 +51,6 @@ def cloud_topic(channel: str) -> str:
     return f'/{channel}'
 
 
-def calibration_transform(calibrated_sensor: dict) -> np.ndarray:
-    """(4, 4) ``T_base_from_sensor`` of a nuScenes ``calibrated_sensor`` record."""
-    return transform_from_wxyz(calibrated_sensor['translation'], calibrated_sensor['rotation'])
-
-
 def static_cam_from_sensor(cam_calibration: dict, sensor_calibration: dict) -> np.ndarray:
     """(4, 4) ``T_cam_from_sensor`` through ``base_link`` only (no ego-motion compensation).
 
@@ -63,8 +58,8 @@ def static_cam_from_sensor(cam_calibration: dict, sensor_calibration: dict) -> n
     holds. It differs from the motion-compensated chain by the ego motion between the two
     stamps (about v * dt: 0.5 m at 10 m/s and 50 ms).
     """
-    return invert_transform(calibration_transform(cam_calibration)) @ calibration_transform(
-        sensor_calibration)
+    return (invert_transform(transform_from_record(cam_calibration))
+            @ transform_from_record(sensor_calibration))
 
 
 @dataclass(frozen=True)
@@ -110,8 +105,7 @@ def collect_scenes(dataroot: str | Path, *, version: str = 'v1.0-mini',
     if unknown:
         raise DatasetError(f'unknown scene(s) {", ".join(unknown)} in {tables.dataroot}/{version}'
                            f'; available: {", ".join(sorted(scene_by_name))}')
-    channel_of = {token: tables.tables['sensor'][record['sensor_token']]['channel']
-                  for token, record in tables.tables['calibrated_sensor'].items()}
+    channel_of = tables.channel_of
     known_channels = set(channel_of.values())
     missing = [channel for channel in channels if channel not in known_channels]
     if missing:

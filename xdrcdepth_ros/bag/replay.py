@@ -268,7 +268,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                         _ingest(reader, message, state, tf, summary, drops)
                 finish_scene()
     summary.drops = {k: v for k, v in sorted(drops.items()) if v}
-    summary.latency_ms = _latency(latencies, stages)
+    summary.latency_ms = latency_summary(latencies, stages)
     summary.wall_s = time.perf_counter() - started
     return summary
 
@@ -314,12 +314,14 @@ def _storage_of(bag: Path) -> Storage:
     return Storage.SQLITE3
 
 
-def _latency(latencies: list[float], stages: dict[str, list[float]]) -> dict[str, float]:
+def latency_summary(latencies: list[float],
+                    stages: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Mean, p50, p95 and max of per-frame latencies (ms), plus each stage's mean."""
     if not latencies:
         return {}
     values = np.asarray(latencies)
     out = {'mean': float(values.mean()), 'p50': float(np.percentile(values, 50)),
            'p95': float(np.percentile(values, 95)), 'max': float(values.max())}
-    out.update({f'{stage}_mean': float(np.mean(v)) for stage, v in stages.items()})
+    out.update({f'{stage}_mean': float(np.mean(v)) for stage, v in (stages or {}).items()})
     return out
 

@@ -16,7 +16,8 @@ import json
 
 import numpy as np
 
-from xdrcdepth_ros.geometry import nuscenes_cam_from_sensor, transform_from_wxyz
+from xdrcdepth_ros.geometry import (nuscenes_cam_from_sensor, transform_from_record,
+                                     transform_from_wxyz)
 from xdrcdepth_ros.nuscenes_io import Keyframe, NuScenesTables, read_lidar_bin
 
 #: Category prefixes whose boxes are removed from the non-reference scans.
@@ -134,10 +135,8 @@ class LidarAccumulator:
         boxes = self._boxes_at(record)
         if not boxes:
             return points
-        T_global = (transform_from_wxyz(sensor.ego_pose['translation'],
-                                        sensor.ego_pose['rotation'])
-                    @ transform_from_wxyz(sensor.calibrated_sensor['translation'],
-                                          sensor.calibrated_sensor['rotation']))
+        T_global = (transform_from_record(sensor.ego_pose)
+                    @ transform_from_record(sensor.calibrated_sensor))
         world = points @ T_global[:3, :3].T + T_global[:3, 3]
         keep = np.ones(len(points), dtype=bool)
         for centre, rotation, half in boxes:
@@ -148,7 +147,7 @@ class LidarAccumulator:
 
 def _drop_ego(points: np.ndarray, calibrated_sensor: dict) -> np.ndarray:
     """Remove (N, 3) sensor-frame points that fall on the ego car (see ``EGO_BOX_*``)."""
-    T = transform_from_wxyz(calibrated_sensor['translation'], calibrated_sensor['rotation'])
+    T = transform_from_record(calibrated_sensor)
     ego = points @ T[:3, :3].T + T[:3, 3]
     on_car = ((ego[:, 0] >= EGO_BOX_X_M[0]) & (ego[:, 0] <= EGO_BOX_X_M[1])
               & (ego[:, 1] >= EGO_BOX_Y_M[0]) & (ego[:, 1] <= EGO_BOX_Y_M[1]))
