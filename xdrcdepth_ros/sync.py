@@ -288,9 +288,10 @@ class FrameAssembler:
     def _settled(self, index: int, stamp_ns: int, now_ns: int) -> bool:
         newest = self._topic_newest[index]
         if newest is not None:
-            if self.config.radar_policy is RadarPolicy.NEAREST and newest >= stamp_ns:
-                return True
-            if newest > stamp_ns + self.config.slop_ns:
+            if self.config.radar_policy is RadarPolicy.NEAREST:
+                if newest >= stamp_ns:
+                    return True
+            elif newest > stamp_ns + self.config.slop_ns:
                 return True
         heard = self._topic_received[index]
         if heard is None:

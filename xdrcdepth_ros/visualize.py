@@ -28,12 +28,6 @@ class Colormap(enum.Enum):
     """Dark-to-bright, higher contrast than magma."""
 
 
-def _lut(colormap: Colormap) -> np.ndarray:
-    """(256, 3) uint8 RGB lookup table of an OpenCV colour map."""
-    gray = np.arange(256, dtype=np.uint8).reshape(256, 1)
-    return cv2.applyColorMap(gray, colormap.value)[:, 0, ::-1].copy()
-
-
 def _check_rgb(image: np.ndarray, name: str = 'image') -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
