@@ -263,19 +263,20 @@ class _Scorer:
                    else conversions.image_to_rgb(message))
             K_image = conversions.camera_info_to_model(parts[topics.image_info]).K
             image = image_in_depth_grid(rgb, K_image, K, width, height)
-        radar_depth = np.zeros((height, width), dtype=np.float32)
+        # All sweeps in the camera frame, rasterised once: nearest wins across sweeps too.
+        in_camera = [np.zeros((0, 3))]
         for topic in topics.radars:
             if topic not in parts:
                 continue
             msg = parts[topic]
             T, _ = _camera_from_sensor(self.tf, camera_frame, stamp, msg.header.frame_id,
                                        needs[topic])
-            if T is None:
-                continue
-            points = _xyz(msg)
-            sweep = radar_map(points, np.zeros((len(points), 0)), T, K, width, height)[0]
-            nearer = (sweep > 0) & ((radar_depth == 0) | (sweep < radar_depth))
-            radar_depth = np.where(nearer, sweep, radar_depth)
+            if T is not None:
+                points = _xyz(msg)
+                in_camera.append(points @ T[:3, :3].T + T[:3, 3])
+        points = np.concatenate(in_camera)
+        radar_depth = radar_map(points, np.zeros((len(points), 0)), np.eye(4), K, width,
+                                height)[0]
         saliency = None
         if topics.saliency in parts:
             saliency = conversions.image_to_rgb(parts[topics.saliency])
