@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import queue
+import time
 
 import numpy as np
 import pytest
@@ -99,6 +100,25 @@ def test_window_remap_and_original_pace(small_bag):
         assert stats.published == {'/cam/camera_info': 5}
         assert recorder.wait_for_count('/renamed', 5, TIMEOUT)
         assert recorder.stamps['/renamed'] == [BASE_NS + i * 10_000_000 for i in range(2, 7)]
+
+
+def test_time_spent_in_the_hook_pauses_the_clock(small_bag):
+    """A hook that holds one message back (e.g. waiting for the system under test) delays the
+    rest by as much: they keep their recorded 10 ms spacing instead of bursting out."""
+    with Harness() as harness:
+        player = BagPlayer(harness.node, small_bag, topics=['/cam/camera_info'], rate=1.0)
+        called: list[float] = []
+
+        def hold_the_fifth(message) -> None:
+            called.append(time.perf_counter())
+            if len(called) == 5:
+                time.sleep(0.2)
+
+        player.play(before_publish=hold_the_fifth)
+        assert len(called) == 10
+        assert called[5] - called[4] >= 0.2
+        gaps_after = np.diff(called[5:])
+        assert np.all(gaps_after >= 0.004), gaps_after  # a burst: well under 1 ms apart
 
 
 def test_bad_arguments_are_rejected(small_bag):

@@ -41,7 +41,7 @@ def test_summary_has_the_promised_fields(demo, tiny_model):
     backend, out, _ = demo
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['backend'] == backend
-    assert summary['frames_in'] == summary['frames_out'] == 8
+    assert summary['frames_in'] == summary['frames_out'] == 8, summary.get('node_diagnostics')
     assert summary['model'] == str(tiny_model)
     metrics = summary['metrics']
     assert metrics['cap_m'] == 80.0 and metrics['n_frames'] == 8

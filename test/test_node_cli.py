@@ -182,3 +182,31 @@ def test_the_installed_commands_run_the_node_until_ctrl_c(node_model, tmp_path, 
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+@pytest.mark.ros
+def test_input_qos_is_sensor_data_unless_overridden_with_qos_overrides(harness, node_model):
+    """Best-effort inputs by default; the standard ``qos_overrides`` parameters make them
+    reliable (what the bag runner uses so that a loaded machine delays instead of dropping)."""
+    from rclpy.qos import qos_profile_sensor_data, ReliabilityPolicy
+
+    from xdrcdepth_ros.bag.node_run import reliable_input_overrides
+
+    base = {'model_path': str(node_model), 'extrinsics_source': 'parameters',
+            'radar_extrinsics': IDENTITY}
+
+    def reliability(node, topic):
+        [subscription] = [s for s in node.subscriptions if s.topic_name == topic]
+        return subscription.qos_profile.reliability
+
+    default = start(harness, **base)
+    topics = [default.config.subscribed_image_topic, default.config.camera_info_topic,
+              *default.config.radar_topics]
+    assert {reliability(default, t) for t in topics} == {ReliabilityPolicy.BEST_EFFORT}
+    overrides = reliable_input_overrides(default.config)
+    harness.executor.remove_node(default)
+    default.destroy_node()
+    reliable = start(harness, **base, **overrides)
+    assert {reliability(reliable, t) for t in topics} == {ReliabilityPolicy.RELIABLE}
+    assert qos_profile_sensor_data.reliability == ReliabilityPolicy.BEST_EFFORT  # not mutated
+    assert reliable.get_parameter(f'qos_overrides.{topics[0]}.subscription.depth').value == 50

@@ -14,6 +14,7 @@ Outputs (reliable QoS, private names): ``~/depth`` (REP 118, stamp and frame_id 
 """
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from typing import Any
@@ -28,6 +29,7 @@ from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
@@ -52,6 +54,11 @@ _OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 _MESSAGES = MessageClasses(Image, CameraInfo, PointCloud2, PointField)
 _WARN_PERIOD_NS = 5_000_000_000
 _MIN_WAIT_S = 0.001  # never spin: a due-but-unreleased image is re-checked at most at 1 kHz
+
+
+def _sensor_qos() -> QoSProfile:
+    """A fresh copy of rclpy's sensor-data profile (best effort, keep last 5)."""
+    return copy.copy(qos_profile_sensor_data)
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -182,15 +189,22 @@ class XdrcDepthNode(Node):
     def _create_io(self) -> None:
         config = self.config
         inputs = MutuallyExclusiveCallbackGroup()
+        # Sensor-data QoS (best effort) by default; the standard ``qos_overrides.<topic>.
+        # subscription.{reliability,history,depth}`` parameters change it (e.g. reliable for a
+        # lossless bag replay). rclpy applies overrides to the profile object it is given, so
+        # each subscription gets its own copy, never the shared qos_profile_sensor_data.
+        overridable = QoSOverridingOptions.with_default_policies()
         image_type = CompressedImage if config.image_transport == 'compressed' else Image
         self.create_subscription(image_type, config.subscribed_image_topic, self._on_image,
-                                 qos_profile_sensor_data, callback_group=inputs)
+                                 _sensor_qos(), callback_group=inputs,
+                                 qos_overriding_options=overridable)
         self.create_subscription(CameraInfo, config.camera_info_topic, self._on_camera_info,
-                                 qos_profile_sensor_data, callback_group=inputs)
+                                 _sensor_qos(), callback_group=inputs,
+                                 qos_overriding_options=overridable)
         for index, topic in enumerate(config.radar_topics):
             self.create_subscription(
                 PointCloud2, topic, lambda msg, index=index: self._on_radar(index, msg),
-                qos_profile_sensor_data, callback_group=inputs)
+                _sensor_qos(), callback_group=inputs, qos_overriding_options=overridable)
         outputs = {'depth': Image, 'camera_info': CameraInfo}
         enabled = {'depth_color': (config.publish_color, Image),
                    'saliency_overlay': (config.publish_saliency, Image),
@@ -201,6 +215,11 @@ class XdrcDepthNode(Node):
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(config.diagnostics_period_s, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
+
+    @property
+    def output_suffixes(self) -> tuple[str, ...]:
+        """The outputs this node publishes (``depth``, ``camera_info`` and the enabled optional ones)."""
+        return tuple(self._outputs)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Check run-time changes against the table; apply them when all are valid."""

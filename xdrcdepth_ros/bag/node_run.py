@@ -19,7 +19,7 @@ import yaml
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
 from xdrcdepth_ros.bag.replay import latency_summary
 from xdrcdepth_ros.node_core import output_topic, OUTPUT_TYPES
-from xdrcdepth_ros.node_params import load_params_file
+from xdrcdepth_ros.node_params import load_params_file, NodeConfig
 
 
 @dataclass
@@ -59,7 +59,8 @@ def rclpy_available() -> bool:
 def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
                     params_dir: Path, overrides: dict[str, Any], *,
                     domain_id: int | None = None, rate: float = 1.0,
-                    output_timeout_s: float = 20.0) -> NodeRunSummary:
+                    output_timeout_s: float = 20.0, reliable_inputs: bool = True,
+                    lockstep: bool = True) -> NodeRunSummary:
     """Play ``bag`` scene by scene into a fresh node and record its outputs into ``writer``.
 
     Args:
@@ -71,10 +72,15 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
         domain_id: ROS domain; default derived from the process id (100..199).
         rate: playback speed (1.0 = recorded timing; the node's sync waits in real time).
         output_timeout_s: how long to wait for the last outputs of a scene.
+        reliable_inputs: subscribe to the inputs reliably (QoS overrides in the parameter
+            file), so that a loaded machine delays messages instead of losing them; False keeps
+            the node's sensor-data (best-effort) default.
+        lockstep: hold each image back until the node has finished the previous one (the
+            playback clock pauses meanwhile), so a slow or loaded machine processes every frame
+            instead of dropping superseded ones; False plays on the bag's clock regardless.
     """
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     from xdrcdepth_ros.bag.recorder import TopicRecorder
     from xdrcdepth_ros.node import XdrcDepthNode
@@ -84,18 +90,8 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
     domain = 100 + os.getpid() % 100 if domain_id is None else int(domain_id)
     context = Context()
     rclpy.init(context=context, domain_id=domain)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
     driver = rclpy.create_node('xdrcdepth_demo_player', context=context)
-    executor.add_node(driver)
-
-    def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-
-    thread = threading.Thread(target=spin, daemon=True)
-    thread.start()
+    executor, thread = _spin_in_thread(driver, context, threads=3)
     summary = NodeRunSummary()
     outputs = {output_topic(suffix): msgtype for suffix, msgtype in OUTPUT_TYPES.items()
                if suffix != 'points'}
@@ -108,21 +104,26 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
         for scene in scenes:
             values = {**load_params_file(bag / 'params' / f'{scene["name"]}.CAM_FRONT.yaml'),
                       **overrides}
+            if reliable_inputs:
+                values.update(reliable_input_overrides(NodeConfig.from_values(values)))
             params = params_dir / f'{scene["name"]}.yaml'
             params.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}},
                                              sort_keys=False))
             node = XdrcDepthNode(context=context,
                                  cli_args=['--ros-args', '--params-file', str(params)])
-            executor.add_node(node)
+            # Its own executor: stopping that before destroying the node avoids destroying
+            # handles that a spinning executor is still waiting on.
+            node_executor, node_thread = _spin_in_thread(node, context, threads=2)
             try:
                 summary.provider = node.stats.provider
-                images, sent = _play_scene(node, driver, recorder, bag, topics, scene, rate,
-                                           output_timeout_s)
+                images, sent = _play_scene(node, context, recorder, bag, topics, scene, rate,
+                                           output_timeout_s, lockstep)
                 summary.frames_in += images
                 published_at.update(sent)
                 summary.diagnostics[scene['name']] = node.diagnostics()[2]
             finally:
-                executor.remove_node(node)
+                node_executor.shutdown(timeout_sec=5.0)
+                node_thread.join(timeout=5.0)
                 node.destroy_node()
         depth = output_topic('depth')
         summary.frames_out = recorder.count(depth)
@@ -131,32 +132,67 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
             for stamp, arrival in zip(recorder.stamps[depth], recorder.arrivals_ns[depth])
             if stamp in published_at])
     finally:
+        executor.shutdown(timeout_sec=5.0)  # stop spinning before destroying what it waits on
+        thread.join(timeout=5.0)
         recorder.destroy()
-        executor.shutdown(timeout_sec=5.0)
         driver.destroy_node()
         context.try_shutdown()
-        thread.join(timeout=5.0)
     summary.wall_s = time.perf_counter() - started
     return summary
 
 
-def _play_scene(node: Any, driver: Any, recorder: Any, bag: Path, topics: dict[str, str],
-                scene: dict[str, Any], rate: float,
-                output_timeout_s: float) -> tuple[int, dict[int, int]]:
+def _spin_in_thread(node: Any, context: Any, threads: int) -> tuple[Any, threading.Thread]:
+    """A multi-threaded executor spinning ``node`` in a daemon thread until shut down."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    executor = MultiThreadedExecutor(num_threads=threads, context=context)
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return executor, thread
+
+
+def reliable_input_overrides(config: NodeConfig) -> dict[str, Any]:
+    """``qos_overrides`` parameters that make the node's input subscriptions reliable (and
+    deep enough to hold a few seconds of radar sweeps while the executor is busy)."""
+    topics = [config.subscribed_image_topic, config.camera_info_topic, *config.radar_topics]
+    values: dict[str, Any] = {}
+    for topic in topics:
+        values[f'qos_overrides.{topic}.subscription.reliability'] = 'reliable'
+        values[f'qos_overrides.{topic}.subscription.depth'] = 50
+    return values
+
+
+def _play_scene(node: Any, context: Any, recorder: Any, bag: Path, topics: dict[str, str],
+                scene: dict[str, Any], rate: float, output_timeout_s: float,
+                lockstep: bool) -> tuple[int, dict[int, int]]:
     """Play one scene into ``node``; returns (images published, stamp → publish time ns)."""
+    import rclpy
+
     from xdrcdepth_ros.bag.player import BagPlayer, pause_before_first
 
     config = node.config
     image_topic = config.subscribed_image_topic
     inputs = [config.camera_info_topic, image_topic,
               *(t for t in config.radar_topics if t in topics)]
-    player = BagPlayer(driver, bag, topics=inputs, rate=rate, start_ns=int(scene['start_ns']),
-                       stop_ns=int(scene['end_ns']) + 1)
+    # Publishing needs no executor: the player's node is never spun, so destroying its
+    # publishers cannot race a wait set.
+    player_node = rclpy.create_node('xdrcdepth_bag_player', context=context)
+    player = BagPlayer(player_node, bag, topics=inputs, rate=rate,
+                       start_ns=int(scene['start_ns']), stop_ns=int(scene['end_ns']) + 1)
     try:
         player.wait_for_subscribers(inputs)
-        depth = output_topic('depth')
-        _wait(lambda: node.count_subscribers(depth) > 0, 10.0)
-        before = recorder.count(depth)
+        recorded = [output_topic(suffix) for suffix in node.output_suffixes
+                    if output_topic(suffix) in recorder.stamps]
+        _wait(lambda: all(node.count_subscribers(topic) > 0 for topic in recorded), 10.0)
+        before = {topic: recorder.count(topic) for topic in recorded}
         sent: dict[int, int] = {}
         pause = pause_before_first(image_topic, 0.3)
 
@@ -164,17 +200,23 @@ def _play_scene(node: Any, driver: Any, recorder: Any, bag: Path, topics: dict[s
             recorder.flush()  # write from this thread: SQLite objects are per thread
             pause(message)
             if message.topic == image_topic:
+                if lockstep and sent:
+                    _wait(lambda: _all_accounted(node, len(sent)), output_timeout_s)
                 sent[message.stamp_ns] = time.monotonic_ns()
 
         images = player.play(before_publish=before_publish).published.get(image_topic, 0)
-        # Frames still in the node's sync or worker arrive shortly after playback.
-        _wait(lambda: recorder.count(depth) >= before + images or _all_accounted(node, images),
-              output_timeout_s)
-        time.sleep(0.2)  # the optional outputs of the last frame follow its depth
+        # Frames still in the node's sync or worker are published shortly after playback (the
+        # node counts a frame once all its outputs are out); then every output the node
+        # published must reach the recorder (reliable QoS) before the node goes away.
+        _wait(lambda: _all_accounted(node, images), output_timeout_s)
+        published = int(node.diagnostics()[2].get('published', 0))
+        _wait(lambda: all(recorder.count(topic) >= before[topic] + published
+                          for topic in recorded), output_timeout_s)
         recorder.flush()
         return images, sent
     finally:
         player.destroy()
+        player_node.destroy_node()
 
 
 def _all_accounted(node: Any, images: int) -> bool:

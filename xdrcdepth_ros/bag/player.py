@@ -159,7 +159,9 @@ class BagPlayer:
 
         Args:
             before_publish: called with each message just before it is published (lets a caller
-                pace playback on the system under test, e.g. wait for its previous output).
+                pace playback on the system under test, e.g. wait for its previous output);
+                the time spent in it pauses the playback clock, so later messages keep their
+                recorded spacing instead of bursting out to catch up.
             should_stop: polled before each message; playback ends when it returns True.
         """
         started = time.perf_counter_ns()
@@ -186,7 +188,10 @@ class BagPlayer:
                         time.sleep(delay)
                 previous_ns = message.stamp_ns
                 if before_publish is not None:
+                    hook_started = time.perf_counter_ns()
                     before_publish(message)
+                    if wall_anchor is not None:  # time spent in the hook pauses the clock
+                        wall_anchor += time.perf_counter_ns() - hook_started
                 self._publishers[message.topic].publish(message.raw)
                 self.stats.published[message.topic] = (
                     self.stats.published.get(message.topic, 0) + 1)
