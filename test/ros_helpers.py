@@ -117,6 +117,7 @@ class Harness:
 
     def __init__(self) -> None:
         import rclpy
+        from rclpy.callback_groups import ReentrantCallbackGroup
         from rclpy.context import Context
         from rclpy.executors import MultiThreadedExecutor
 
@@ -125,6 +126,8 @@ class Harness:
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.node = rclpy.create_node('xdrcdepth_test_driver', context=self.context)
+        # Queue.put is thread-safe; a reentrant group never drops out of the wait set.
+        self._receivers = ReentrantCallbackGroup()
         self.executor.add_node(self.node)
         self._nodes: list[Any] = []
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -171,7 +174,8 @@ class Harness:
         callback = ((lambda msg: received.put((clock.now().nanoseconds, msg))) if timed
                     else received.put)
         self.node.create_subscription(msg_type, topic, callback,
-                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE),
+                                      callback_group=self._receivers)
         return received
 
     @staticmethod

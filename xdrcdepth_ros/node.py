@@ -24,7 +24,7 @@ import numpy as np
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -188,7 +188,10 @@ class XdrcDepthNode(Node):
 
     def _create_io(self) -> None:
         config = self.config
-        inputs = MutuallyExclusiveCallbackGroup()
+        # Reentrant: the input callbacks only hand messages to the thread-safe assembler, and a
+        # busy mutually exclusive group drops out of a multi-threaded executor's wait set,
+        # which can hold the next image back until an unrelated event wakes the executor.
+        inputs = ReentrantCallbackGroup()
         # Sensor-data QoS (best effort) by default; the standard ``qos_overrides.<topic>.
         # subscription.{reliability,history,depth}`` parameters change it (e.g. reliable for a
         # lossless bag replay). rclpy applies overrides to the profile object it is given, so
