@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ('geometry', 'conversions', 'sync', 'pipeline', 'engine', 'visualize', 'evaluate',
         'nuscenes_io', 'frame', 'cli', 'node_core', 'node_stats', 'node_params', 'model_metadata',
-        'param_docs')
+        'param_docs', 'onnx_passes')
 
 
 def test_core_modules_import_neither_rclpy_nor_torch():

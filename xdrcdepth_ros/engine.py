@@ -205,9 +205,10 @@ class Engine:
         fp16: let TensorRT build FP16 kernels (for CUDA use the exported ``NAME.fp16.onnx``).
         intra_op_threads: CPU threads for one operator; 0 = onnxruntime's default (one per
             physical core).
-        cpu_spinning: let idle CPU worker threads spin (lowest latency on dedicated cores);
-            turn off on CPUs shared with other busy processes, where spinning threads stall
-            each other.
+        cpu_spinning: let idle CPU worker threads spin between the operators of a run (lowest
+            latency on dedicated cores); turn off on CPUs shared with other busy processes,
+            where spinning threads stall each other. Threads never spin past the end of a run,
+            so they do not compete with what the process does between frames.
         device_id: CUDA device index.
         io_binding: bind inputs/outputs to pre-allocated buffers; ``None`` = on for GPU
             providers (avoids per-run allocations and host/device copies of the outputs).
@@ -244,6 +245,9 @@ class Engine:
         options.inter_op_num_threads = 1
         options.add_session_config_entry('session.intra_op.allow_spinning',
                                          '1' if cpu_spinning else '0')
+        # Spin inside a run only: threads still spinning after it would compete with whatever
+        # the process does next (decoding, publishing, another model's threads).
+        options.add_session_config_entry('session.force_spinning_stop', '1')
         options.log_severity_level = 3  # ORT's own warnings duplicate ours
         cache = Path(trt_cache_dir) if trt_cache_dir is not None else None
         self._session, warned = self._create(options, chosen, cache, fp16, device_id)
