@@ -207,10 +207,11 @@ same run, make up most of the rest: the anti-aliased resize of the 1600×900 ima
 `visualize.colorize_depth` ({_median(color['colorize']):.2f} ms). Target: ≤ 5 ms per frame,
 everything but the engine. Notes:
 
-* ONNX Runtime's default thread pool keeps spinning after each run; on 2 cores that slowed the
-  steps around it about 3x (overhead 36 ms with the default, 12 ms with one thread, same load,
-  measured by hand while writing the bench). The bench sets `intra_op_threads=1`; on small CPUs
-  set the node parameter likewise.
+* ONNX Runtime's thread pool used to keep spinning after each run; on 2 cores that slowed the
+  steps around it about 3x (overhead 36 ms with the default thread count, 12 ms with one thread,
+  measured by hand). `Engine` now sets `session.force_spinning_stop`, so the node's default
+  (`intra_op_threads: 0`, one thread per core) no longer costs overhead: on 2026-11-25 the same
+  64 frames gave 3.24 ms overhead / 70.3 ms engine with 1 thread and 3.22 ms / 40.5 ms with 2.
 * The resize used to be `INTER_AREA` (~8.5 ms here) and the colour map numpy fancy indexing
   (~7.6 ms); both were replaced (geometry / visualize), which took the overhead from 11.5 ms
   (22.9 ms with colour) to the figures above.
@@ -239,9 +240,8 @@ def main() -> int:
     parser.add_argument('--height', type=int, default=352)
     parser.add_argument('--width', type=int, default=704)
     parser.add_argument('--frames', type=int, default=64)
-    parser.add_argument('--intra-op-threads', type=int, default=1,
-                        help='ONNX Runtime threads (1: its spinning workers do not steal the '
-                             'cores the pre/post-processing runs on)')
+    parser.add_argument('--intra-op-threads', type=int, default=0,
+                        help='ONNX Runtime threads (default 0: one per core, as the node)')
     parser.add_argument('--write-docs', action='store_true')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
