@@ -221,7 +221,8 @@ class XdrcDepthNode(Node):
 
     @property
     def output_suffixes(self) -> tuple[str, ...]:
-        """The outputs this node publishes (``depth``, ``camera_info`` and the enabled optional ones)."""
+        """Suffixes of the outputs this node publishes: ``depth``, ``camera_info`` and the
+        enabled optional ones."""
         return tuple(self._outputs)
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:

@@ -189,8 +189,8 @@ def _play_scene(node: Any, context: Any, recorder: Any, bag: Path, topics: dict[
                        start_ns=int(scene['start_ns']), stop_ns=int(scene['end_ns']) + 1)
     try:
         player.wait_for_subscribers(inputs)
-        recorded = [output_topic(suffix) for suffix in node.output_suffixes
-                    if output_topic(suffix) in recorder.stamps]
+        recorded = [topic for topic in map(output_topic, node.output_suffixes)
+                    if topic in recorder.stamps]
         _wait(lambda: all(node.count_subscribers(topic) > 0 for topic in recorded), 10.0)
         before = {topic: recorder.count(topic) for topic in recorded}
         sent: dict[int, int] = {}
