@@ -7,7 +7,9 @@ from onnx import helper, numpy_helper, TensorProto
 import onnxruntime as ort
 import pytest
 
-from xdrcdepth_ros.onnx_passes import split_unaligned_concat_convs
+from xdrcdepth_ros.onnx_passes import (
+    depthwise_single_output_convs, optimize_for_cpu, split_unaligned_concat_convs,
+    subpixel_phase_kernels, subpixel_upsample_convs)
 
 RNG = np.random.default_rng(0)
 
@@ -96,3 +98,128 @@ def test_the_exported_student_has_no_unaligned_decoder_conv(tiny_model):
     unaligned = [name for name, c in fed_by_concat.items() if c % 16]
     assert all(name.endswith('_split_r') for name in unaligned), fed_by_concat
     assert any(n.name.endswith('_split_add') for n in model.graph.node)
+
+
+def _model(nodes, inputs, output, output_shape, inits):
+    graph = helper.make_graph(nodes, 'g', inputs, [helper.make_tensor_value_info(
+        output, TensorProto.FLOAT, output_shape)], [numpy_helper.from_array(v.astype(np.float32)
+                                            if v.dtype.kind == 'f' else v, k)
+                                            for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+
+
+def _upconv(channels=64, out_channels=32, coordinates='asymmetric', rounding='floor',
+            scales=(1, 1, 2, 2), stride=1, batch_norm=True):
+    """x (1, C, 6, 10) -> Resize(nearest) -> 3x3 Conv -> [BatchNormalization] -> Relu."""
+    inits = {'scales': np.array(scales, np.float32),
+             'w': RNG.normal(size=(out_channels, channels, 3, 3)) / channels,
+             'b': RNG.normal(size=out_channels)}
+    nodes = [helper.make_node('Resize', ['x', '', 'scales'], ['up'], mode='nearest',
+                              coordinate_transformation_mode=coordinates, nearest_mode=rounding),
+             helper.make_node('Conv', ['up', 'w', 'b'], ['conv'], name='up_conv',
+                              pads=[1, 1, 1, 1], strides=[stride, stride])]
+    last = 'conv'
+    if batch_norm:
+        inits.update(gamma=RNG.uniform(0.5, 2, out_channels), beta=RNG.normal(size=out_channels),
+                     mean=RNG.normal(size=out_channels), var=RNG.uniform(0.1, 3, out_channels))
+        nodes.append(helper.make_node('BatchNormalization', ['conv', 'gamma', 'beta', 'mean',
+                                                             'var'], ['bn']))
+        last = 'bn'
+    nodes.append(helper.make_node('Relu', [last], ['y']))
+    inputs = [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, channels, 6, 10])]
+    return _model(nodes, inputs, 'y', [1, out_channels, 12, 20], inits)
+
+
+def test_phase_kernels_reproduce_upsample_then_conv():
+    """Each 2x2 phase kernel applied at its offsets equals the 3x3 kernel on the upsampled map
+    (checked with plain numpy on one channel)."""
+    weight = RNG.normal(size=(1, 1, 3, 3))
+    x = RNG.normal(size=(5, 7))
+    up = np.pad(x.repeat(2, 0).repeat(2, 1), 1)
+    direct = np.array([[np.sum(up[r:r + 3, c:c + 3] * weight[0, 0]) for c in range(14)]
+                       for r in range(10)])
+    for index, kernel in enumerate(subpixel_phase_kernels(weight)):
+        a, b = divmod(index, 2)
+        padded = np.pad(x, ((1 - a, a), (1 - b, b)))
+        phase = np.array([[np.sum(padded[r:r + 2, c:c + 2] * kernel[0, 0]) for c in range(7)]
+                          for r in range(5)])
+        np.testing.assert_allclose(phase, direct[a::2, b::2], atol=1e-12)
+
+
+@pytest.mark.parametrize('coordinates, rounding', [('asymmetric', 'floor'),
+                                                   ('half_pixel', 'round_prefer_floor')])
+@pytest.mark.parametrize('batch_norm', [True, False])
+def test_subpixel_rewrite_equals_the_original(coordinates, rounding, batch_norm):
+    """Upsample + 3x3 conv becomes four 2x2 phase convs interleaved by DepthToSpace on the
+    low-resolution input: same output, no Resize, no BN, no conv on the upsampled map."""
+    model = _upconv(coordinates=coordinates, rounding=rounding, batch_norm=batch_norm)
+    feeds = _feeds(model)
+    [expected] = _run(model, feeds)
+    assert subpixel_upsample_convs(model) == ['up_conv']
+    [got] = _run(model, feeds)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    ops = [n.op_type for n in model.graph.node]
+    assert 'Resize' not in ops and 'BatchNormalization' not in ops
+    assert ops.count('Relu') == 4 and ops[-1] == 'DepthToSpace'  # ReLU moved before the interleave
+    weights = {t.name: t for t in model.graph.initializer}
+    assert sorted(tuple(weights[n.input[1]].dims) for n in model.graph.node
+                  if n.op_type == 'Conv') == [(32, 64, 2, 2)] * 4
+    onnx.checker.check_model(model, full_check=True)
+
+
+@pytest.mark.parametrize('model', [
+    pytest.param(_upconv(channels=32), id='too few input channels'),
+    pytest.param(_upconv(scales=(1, 1, 3, 3)), id='x3'),
+    pytest.param(_upconv(rounding='ceil'), id='other nearest rounding'),
+    pytest.param(_upconv(stride=2), id='strided conv'),
+])
+def test_upsample_convs_that_do_not_qualify_are_left_alone(model):
+    before = model.SerializeToString()
+    assert subpixel_upsample_convs(model) == []
+    assert model.SerializeToString() == before
+
+
+def test_single_output_conv_becomes_depthwise_plus_sum_and_stays_shared():
+    """A 3x3 conv to one channel (a depth head), used twice with the same weights as the
+    exported student's head and saliency do: same outputs; both copies get the same new nodes
+    so onnxruntime can still merge them."""
+    inits = {'w': RNG.normal(size=(1, 16, 3, 3)), 'b': RNG.normal(size=1)}
+    nodes = [helper.make_node('Conv', ['x', 'w', 'b'], ['z1'], name='head', pads=[1, 1, 1, 1]),
+             helper.make_node('Conv', ['x', 'w', 'b'], ['z2'], name='head_copy',
+                              pads=[1, 1, 1, 1]),
+             helper.make_node('Sigmoid', ['z1'], ['s']),
+             helper.make_node('Add', ['s', 'z2'], ['y'])]
+    inputs = [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, 16, 9, 13])]
+    model = _model(nodes, inputs, 'y', [1, 1, 9, 13], inits)
+    feeds = _feeds(model)
+    [expected] = _run(model, feeds)
+    assert depthwise_single_output_convs(model) == ['head', 'head_copy']
+    [got] = _run(model, feeds)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    convs = [n for n in model.graph.node if n.op_type == 'Conv']
+    assert sorted(len(n.input) for n in convs) == [2, 2, 3, 3]
+    assert len({tuple(n.input[1:]) for n in convs}) == 2  # two weight sets, each shared
+    assert len(model.graph.initializer) == 3
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_all_rewrites_on_a_real_exported_graph(tiny_model):
+    """optimize_for_cpu on the exported tiny student (with the sub-pixel threshold lowered to its
+    narrow decoder): onnxruntime gives the same depth and saliency as the exported file."""
+    import xdrcdepth_ros.onnx_passes as passes
+
+    original = onnx.load(tiny_model)
+    model = onnx.load(tiny_model)
+    assert passes.subpixel_upsample_convs(model, min_in_channels=16)
+    optimize_for_cpu(model)
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (1, 96, 192, 3), dtype=np.uint8)
+    radar = np.zeros((1, 4, 96, 192), np.float32)
+    radar[0, 0, rng.integers(0, 96, 40), rng.integers(0, 192, 40)] = rng.uniform(2, 60, 40)
+    feeds = {'image': image, 'radar': radar}
+    for got, expected in zip(_run(model, feeds), _run(original, feeds)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert not any(n.op_type == 'Resize' and any(c.op_type == 'Conv' for c in model.graph.node
+                                                 if n.output[0] in c.input)
+                   for n in model.graph.node)

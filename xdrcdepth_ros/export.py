@@ -29,7 +29,7 @@ from xdrcdepth_ros.engine import (DEFAULT_RADAR_FIELDS, IMAGENET_MEAN, IMAGENET_
 from xdrcdepth_ros.geometry import DEFAULT_RADAR_CHANNELS
 from xdrcdepth_ros.errors import XdrcDepthError
 from xdrcdepth_ros.geometry import check_model_size, RadarChannel
-from xdrcdepth_ros.onnx_passes import split_unaligned_concat_convs
+from xdrcdepth_ros.onnx_passes import optimize_for_cpu
 
 DEFAULT_OPSET = 18
 DEFAULT_RTOL = 1e-4
@@ -273,7 +273,7 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         proto = onnx.load(raw_path)
     onnx_optimizer.fold_constants(proto)
     onnx_optimizer.remove_unused_nodes(proto)
-    split_unaligned_concat_convs(proto)  # exact; checked by the parity run below
+    optimize_for_cpu(proto)  # exact rewrites; checked by the parity run below
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as err:
