@@ -8,8 +8,8 @@ import onnxruntime as ort
 import pytest
 
 from xdrcdepth_ros.onnx_passes import (
-    depthwise_single_output_convs, optimize_for_cpu, split_unaligned_concat_convs,
-    subpixel_phase_kernels, subpixel_upsample_convs)
+    depthwise_single_output_convs, optimize_for_cpu, split_concat_pointwise_convs,
+    split_unaligned_concat_convs, subpixel_phase_kernels, subpixel_upsample_convs)
 
 RNG = np.random.default_rng(0)
 
@@ -109,15 +109,22 @@ def _model(nodes, inputs, output, output_shape, inits):
 
 
 def _upconv(channels=64, out_channels=32, coordinates='asymmetric', rounding='floor',
-            scales=(1, 1, 2, 2), stride=1, batch_norm=True):
-    """x (1, C, 6, 10) -> Resize(nearest) -> 3x3 Conv -> [BatchNormalization] -> Relu."""
-    inits = {'scales': np.array(scales, np.float32),
-             'w': RNG.normal(size=(out_channels, channels, 3, 3)) / channels,
+            scales=(1, 1, 2, 2), stride=1, batch_norm=True, constant_node=False):
+    """x (1, C, 6, 10) -> Resize(nearest) -> 3x3 Conv -> [BatchNormalization] -> Relu.
+
+    The scales are an initializer, or a Constant node as torch's exporter writes them."""
+    inits = {'w': RNG.normal(size=(out_channels, channels, 3, 3)) / channels,
              'b': RNG.normal(size=out_channels)}
-    nodes = [helper.make_node('Resize', ['x', '', 'scales'], ['up'], mode='nearest',
+    nodes = []
+    if constant_node:
+        nodes.append(helper.make_node('Constant', [], ['scales'],
+                                      value_floats=[float(v) for v in scales]))
+    else:
+        inits['scales'] = np.array(scales, np.float32)
+    nodes += [helper.make_node('Resize', ['x', '', 'scales'], ['up'], mode='nearest',
                               coordinate_transformation_mode=coordinates, nearest_mode=rounding),
-             helper.make_node('Conv', ['up', 'w', 'b'], ['conv'], name='up_conv',
-                              pads=[1, 1, 1, 1], strides=[stride, stride])]
+              helper.make_node('Conv', ['up', 'w', 'b'], ['conv'], name='up_conv',
+                               pads=[1, 1, 1, 1], strides=[stride, stride])]
     last = 'conv'
     if batch_norm:
         inits.update(gamma=RNG.uniform(0.5, 2, out_channels), beta=RNG.normal(size=out_channels),
@@ -148,18 +155,20 @@ def test_phase_kernels_reproduce_upsample_then_conv():
 
 @pytest.mark.parametrize('coordinates, rounding', [('asymmetric', 'floor'),
                                                    ('half_pixel', 'round_prefer_floor')])
-@pytest.mark.parametrize('batch_norm', [True, False])
-def test_subpixel_rewrite_equals_the_original(coordinates, rounding, batch_norm):
+@pytest.mark.parametrize('batch_norm, constant_node', [(True, False), (False, True)])
+def test_subpixel_rewrite_equals_the_original(coordinates, rounding, batch_norm, constant_node):
     """Upsample + 3x3 conv becomes four 2x2 phase convs interleaved by DepthToSpace on the
     low-resolution input: same output, no Resize, no BN, no conv on the upsampled map."""
-    model = _upconv(coordinates=coordinates, rounding=rounding, batch_norm=batch_norm)
+    model = _upconv(coordinates=coordinates, rounding=rounding, batch_norm=batch_norm,
+                    constant_node=constant_node)
     feeds = _feeds(model)
     [expected] = _run(model, feeds)
     assert subpixel_upsample_convs(model) == ['up_conv']
     [got] = _run(model, feeds)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     ops = [n.op_type for n in model.graph.node]
-    assert 'Resize' not in ops and 'BatchNormalization' not in ops
+    assert not {'Resize', 'BatchNormalization', 'Constant'} & set(ops)  # nothing left unused
+    assert 'scales' not in {t.name for t in model.graph.initializer}
     assert ops.count('Relu') == 4 and ops[-1] == 'DepthToSpace'  # ReLU moved before the interleave
     weights = {t.name: t for t in model.graph.initializer}
     assert sorted(tuple(weights[n.input[1]].dims) for n in model.graph.node
@@ -177,6 +186,35 @@ def test_upsample_convs_that_do_not_qualify_are_left_alone(model):
     before = model.SerializeToString()
     assert subpixel_upsample_convs(model) == []
     assert model.SerializeToString() == before
+
+
+@pytest.mark.parametrize('pieces, expected', [((32, 16, 16), ['fuse']), ((32, 8), [])])
+def test_pointwise_conv_over_a_concat_becomes_a_sum_of_partial_convs(pieces, expected):
+    """A dense block's 1x1 fuse conv (BN folded): one partial conv per aligned piece, summed;
+    same output. A piece that is not a multiple of 16 channels leaves the conv alone."""
+    inputs = [helper.make_tensor_value_info(f'x{k}', TensorProto.FLOAT, [1, c, 7, 9])
+              for k, c in enumerate(pieces)]
+    total = sum(pieces)
+    inits = {'w': RNG.normal(size=(24, total, 1, 1)), 'gamma': RNG.uniform(0.5, 2, 24),
+             'beta': RNG.normal(size=24), 'mean': RNG.normal(size=24),
+             'var': RNG.uniform(0.1, 3, 24)}
+    nodes = [helper.make_node('Concat', [i.name for i in inputs], ['cat'], axis=1),
+             helper.make_node('Conv', ['cat', 'w'], ['conv'], name='fuse'),
+             helper.make_node('BatchNormalization', ['conv', 'gamma', 'beta', 'mean', 'var'],
+                              ['bn']),
+             helper.make_node('Relu', ['bn'], ['y'])]
+    model = _model(nodes, inputs, 'y', [1, 24, 7, 9], inits)
+    feeds = _feeds(model)
+    [expected_out] = _run(model, feeds)
+    assert split_concat_pointwise_convs(model) == expected
+    [got] = _run(model, feeds)
+    np.testing.assert_allclose(got, expected_out, rtol=1e-5, atol=1e-5)
+    ops = [n.op_type for n in model.graph.node]
+    if expected:
+        assert ops == ['Conv', 'Conv', 'Add', 'Conv', 'Add', 'Relu']
+        onnx.checker.check_model(model, full_check=True)
+    else:
+        assert 'Concat' in ops
 
 
 def test_single_output_conv_becomes_depthwise_plus_sum_and_stays_shared():

@@ -2,7 +2,7 @@
 
 onnx + numpy only (no torch): ``export.py`` applies ``optimize_for_cpu`` before its ORT-vs-torch
 parity check. Every rewrite computes the same function (to float rounding); none changes the
-weights' meaning. The three of them:
+weights' meaning. The four of them:
 
 * ``split_unaligned_concat_convs``: onnxruntime runs a Conv in its fast blocked layout (NCHWc)
   only when the input channel count is a multiple of the SIMD block (16 floats on AVX-512, 8 on
@@ -15,6 +15,10 @@ weights' meaning. The three of them:
   twice along each axis, so every output phase (row parity a, column parity b) is a 2x2 conv on
   the *low-resolution* input with summed taps; four such convs interleaved by DepthToSpace give
   the same map with 4/9 of the multiply-adds and no upsampled tensor.
+* ``split_concat_pointwise_convs``: a 1x1 conv over a channel concatenation equals the sum of
+  1x1 convs over its pieces. In a dense block (the DASPP) every branch concatenates all earlier
+  features again, so the copies grow with the depth of the block; the sum avoids them, and
+  onnxruntime accumulates each partial conv into the previous one's output.
 * ``depthwise_single_output_convs``: a k x k conv with one output channel (a depth head) is
   padded to a full block of 16 output channels in NCHWc, i.e. 16x the work; as a depthwise
   k x k conv followed by a 1x1 channel sum it costs about one channel's worth.
@@ -55,11 +59,12 @@ class PassReport:
 
     split: tuple[str, ...]
     subpixel: tuple[str, ...]
+    pointwise: tuple[str, ...]
     depthwise: tuple[str, ...]
 
     def total(self) -> int:
         """Number of rewritten convs."""
-        return len(self.split) + len(self.subpixel) + len(self.depthwise)
+        return len(self.split) + len(self.subpixel) + len(self.pointwise) + len(self.depthwise)
 
 
 def optimize_for_cpu(model: Any, block: int = CHANNEL_BLOCK) -> PassReport:
@@ -69,9 +74,11 @@ def optimize_for_cpu(model: Any, block: int = CHANNEL_BLOCK) -> PassReport:
     parity check on it).
     """
     subpixel = subpixel_upsample_convs(model)
+    pointwise = split_concat_pointwise_convs(model, block)
     split = split_unaligned_concat_convs(model, block)
     depthwise = depthwise_single_output_convs(model)
-    return PassReport(tuple(s.name for s in split), tuple(subpixel), tuple(depthwise))
+    return PassReport(tuple(s.name for s in split), tuple(subpixel), tuple(pointwise),
+                      tuple(depthwise))
 
 
 class _Graph:
@@ -146,7 +153,8 @@ class _Graph:
         return name
 
     def commit(self) -> None:
-        """Apply the queued replacements, keeping topological order; drop unused initializers."""
+        """Apply the queued replacements, keeping topological order, then drop what became
+        unused: Constant nodes (a Resize's scales), initializers and stale shape annotations."""
         from onnx import numpy_helper
 
         rebuilt = []
@@ -155,14 +163,21 @@ class _Graph:
                 rebuilt.extend(self.replaced[id(node)])
             elif id(node) not in self.dropped:
                 rebuilt.append(node)
+        used = ({name for node in rebuilt for name in node.input}
+                | {output.name for output in self.graph.output})
+        rebuilt = [node for node in rebuilt
+                   if node.op_type != 'Constant' or node.output[0] in used]
         del self.graph.node[:]
         self.graph.node.extend(rebuilt)
         self.graph.initializer.extend(numpy_helper.from_array(value, name)
                                       for name, value in self.added.items())
-        used = {name for node in self.graph.node for name in node.input}
         keep = [tensor for tensor in self.graph.initializer if tensor.name in used]
         del self.graph.initializer[:]
         self.graph.initializer.extend(keep)
+        produced = {name for node in rebuilt for name in node.output}
+        info = [entry for entry in self.graph.value_info if entry.name in produced]
+        del self.graph.value_info[:]
+        self.graph.value_info.extend(info)
 
 
 def split_unaligned_concat_convs(model: Any, block: int = CHANNEL_BLOCK) -> list[SplitConv]:
@@ -221,6 +236,62 @@ def split_unaligned_concat_convs(model: Any, block: int = CHANNEL_BLOCK) -> list
         g.replaced[id(concat)] = nodes
         g.dropped.add(id(conv))
         done.append(SplitConv(conv.name, tuple(parts), aligned, sum(parts) - aligned))
+    if done:
+        g.commit()
+    return done
+
+
+def split_concat_pointwise_convs(model: Any, block: int = CHANNEL_BLOCK) -> list[str]:
+    """Replace a 1x1 Conv over a channel Concat by a running sum of per-piece 1x1 convs.
+
+    Qualifies: an ungrouped 1x1, stride-1 Conv with constant weights whose data input is a
+    channel Concat used by nothing else, with every piece a multiple of ``block`` channels (so
+    each partial conv stays in NCHWc). A BatchNormalization that is the conv's only use is folded
+    (bias on the first partial conv); an activation after it stays where it is.
+
+    Returns:
+        Names of the rewritten convs.
+    """
+    from onnx import helper
+
+    g = _Graph(model)
+    channels = _channel_counts(model)
+    done: list[str] = []
+    for conv in model.graph.node:
+        if (conv.op_type != 'Conv' or _attr(conv, 'group', 1) != 1
+                or list(_attr(conv, 'strides', [1, 1])) != [1, 1]
+                or any(_attr(conv, 'pads', [0, 0, 0, 0]))):
+            continue
+        concat = g.producer.get(conv.input[0])
+        if (concat is None or concat.op_type != 'Concat' or _attr(concat, 'axis') != 1
+                or len(g.consumers[concat.output[0]]) != 1 or len(concat.input) < 2):
+            continue
+        parts = [channels.get(name) for name in concat.input]
+        weights = g.conv_weights(conv)
+        if (None in parts or any(part % block for part in parts) or weights is None
+                or weights[0].shape[2:] != (1, 1)):
+            continue
+        weight, bias, output = g.fold_following_batch_norm(conv, *weights)
+        prefix = f'{conv.name or output}_pointwise'
+        nodes, start, total = [], 0, ''
+        for index, (piece, count) in enumerate(zip(concat.input, parts)):
+            inputs = [piece, g.add_initializer(f'{prefix}_{index}_w',
+                                               weight[:, start:start + count])]
+            if index == 0:
+                inputs.append(g.add_initializer(f'{prefix}_b', bias))
+            start += count
+            partial = f'{prefix}_{index}'
+            nodes.append(helper.make_node('Conv', inputs, [partial], name=partial,
+                                          kernel_shape=[1, 1]))
+            if total:
+                summed = output if index == len(parts) - 1 else f'{prefix}_{index}_sum'
+                nodes.append(helper.make_node('Add', [total, partial], [summed],
+                                              name=f'{prefix}_{index}_add'))
+                partial = summed
+            total = partial
+        g.replaced[id(concat)] = nodes
+        g.dropped.add(id(conv))
+        done.append(conv.name)
     if done:
         g.commit()
     return done

@@ -150,7 +150,10 @@ def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
     alpha = window @ weight.t()  # (B, C): H·W times Grad-CAM's α
     if not scale_free:
         alpha = alpha / _pixels(um)
-    return F.relu((alpha[:, :, None, None] * head_input).sum(dim=1, keepdim=True))
+    # Σ_c α_c A_c as one (1, C) @ (C, H·W) product per image: a single pass over A (a multiply
+    # then a channel sum reads it, writes a same-size product and reads that again).
+    cam = torch.matmul(alpha[:, None, :], head_input.flatten(2))
+    return F.relu(cam.unflatten(2, head_input.shape[2:]))
 
 
 def _pixels(x: torch.Tensor) -> torch.Tensor:
