@@ -80,6 +80,9 @@ class ExportResult:
         fp16_path: the FP16 copy for GPUs, or None.
         fp16_max_rel_error: the same comparison for the FP16 copy run on CPU (informative:
             FP16 numerics differ by device), empty without a copy.
+        zero_outputs: outputs that torch gave as all zeros on the parity input, so their
+            comparison proves little (a trained model's saliency often is, on the synthetic
+            input; compare on real frames then).
     """
 
     onnx_path: Path
@@ -88,6 +91,7 @@ class ExportResult:
     max_rel_error: dict[str, float]
     fp16_path: Path | None = None
     fp16_max_rel_error: dict[str, float] = field(default_factory=dict)
+    zero_outputs: tuple[str, ...] = ()
 
 
 def git_revision(cwd: str | Path | None = None) -> str:
@@ -295,7 +299,8 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         fp16_path = write_fp16_copy(out)
         fp16_errors = compare_outputs(
             _run_ort(fp16_path.read_bytes(), image, radar, metadata.outputs), reference)
-    return ExportResult(out, json_path, metadata, errors, fp16_path, fp16_errors)
+    zero = tuple(name for name, value in reference.items() if not np.any(value))
+    return ExportResult(out, json_path, metadata, errors, fp16_path, fp16_errors, zero)
 
 
 def write_fp16_copy(onnx_path: str | Path) -> Path:
