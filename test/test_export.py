@@ -115,6 +115,20 @@ def test_small_epsilons_survive_export(tmp_path):
     assert 0.0 < saliency.max() < 0.99
 
 
+def test_outputs_that_are_zero_on_the_parity_input_are_reported(tmp_path):
+    """A zero saliency matches trivially, so the export says which outputs were all zero: none
+    for a live map, the saliency once the head's weights are zeroed (every Grad-CAM α is 0)."""
+    torch.manual_seed(2)
+    live = export_model(_TinyPeakSaliency(), tmp_path / 'live.onnx', height=32, width=64,
+                        model_name='live')
+    assert live.zero_outputs == ()
+    model = _seeded_tiny()
+    with torch.no_grad():
+        model.head.conv.weight.zero_()
+    dead = export_model(model, tmp_path / 'dead.onnx', height=64, width=96, model_name='dead')
+    assert dead.zero_outputs == ('saliency',)
+
+
 def test_depth_only_model_exports_without_saliency(tmp_path):
     torch.manual_seed(1)
     result = export_model(_DepthOnly(), tmp_path / 'd.onnx', height=32, width=64,
