@@ -322,6 +322,14 @@ def subpixel_upsample_convs(model: Any, min_in_channels: int = 64) -> list[str]:
     is folded; a Relu after that moves before the interleave (it commutes with it), so
     onnxruntime fuses it into the phase convs.
 
+    Args:
+        model: an ``onnx.ModelProto``, rewritten in place.
+        min_in_channels: convs with fewer input channels are left alone. onnxruntime's
+            DepthToSpace runs at about a seventh of copy speed, so the interleave only pays
+            where the saved arithmetic per output value (5 of 9 taps × input channels) is
+            large: measured on the student at 352×704, it gains at 320, 128 and 64 input
+            channels and loses at 32 (the full-resolution upconv).
+
     Returns:
         Names of the rewritten convs.
     """
