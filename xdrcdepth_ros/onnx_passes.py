@@ -62,10 +62,6 @@ class PassReport:
     pointwise: tuple[str, ...]
     depthwise: tuple[str, ...]
 
-    def total(self) -> int:
-        """Number of rewritten convs."""
-        return len(self.split) + len(self.subpixel) + len(self.pointwise) + len(self.depthwise)
-
 
 def optimize_for_cpu(model: Any, block: int = CHANNEL_BLOCK) -> PassReport:
     """Apply every rewrite of this module to ``model`` (an ``onnx.ModelProto``, in place).
@@ -120,6 +116,14 @@ class _Graph:
         if len(users) == 1 and getattr(users[0], 'op_type', '') == op_type:
             return users[0]
         return None
+
+    def concat_feeding(self, conv: Any) -> Any | None:
+        """The channel Concat that is ``conv``'s data input and has no other use, else None."""
+        concat = self.producer.get(conv.input[0])
+        if (concat is None or concat.op_type != 'Concat' or _attr(concat, 'axis') != 1
+                or len(self.consumers[concat.output[0]]) != 1):
+            return None
+        return concat
 
     def conv_weights(self, conv: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """A Conv's weight and bias (zeros when absent) in float64, if both are constant."""
@@ -199,9 +203,8 @@ def split_unaligned_concat_convs(model: Any, block: int = CHANNEL_BLOCK) -> list
     for conv in model.graph.node:
         if conv.op_type != 'Conv' or _attr(conv, 'group', 1) != 1:
             continue
-        concat = g.producer.get(conv.input[0])
-        if (concat is None or concat.op_type != 'Concat' or _attr(concat, 'axis') != 1
-                or len(g.consumers[concat.output[0]]) != 1):
+        concat = g.concat_feeding(conv)
+        if concat is None:
             continue
         parts = [channels.get(name) for name in concat.input]
         if None in parts or sum(parts) % block == 0:
@@ -262,9 +265,8 @@ def split_concat_pointwise_convs(model: Any, block: int = CHANNEL_BLOCK) -> list
                 or list(_attr(conv, 'strides', [1, 1])) != [1, 1]
                 or any(_attr(conv, 'pads', [0, 0, 0, 0]))):
             continue
-        concat = g.producer.get(conv.input[0])
-        if (concat is None or concat.op_type != 'Concat' or _attr(concat, 'axis') != 1
-                or len(g.consumers[concat.output[0]]) != 1 or len(concat.input) < 2):
+        concat = g.concat_feeding(conv)
+        if concat is None or len(concat.input) < 2:
             continue
         parts = [channels.get(name) for name in concat.input]
         weights = g.conv_weights(conv)
