@@ -11,9 +11,12 @@ venv: $(STAMP)
 # torch resolves to the local 2.14.1 build here; nuscenes-devkit pins numpy<2 but its point-cloud
 # readers (used only as the tests' independent reference) work with numpy 2, so it goes in
 # without its dependency pins.
+# On x86-64 '.[all]' brings onnxruntime-openvino. Both builds write the same `onnxruntime` module,
+# so a venv made before this holds the plain one: remove both and let the install put one back.
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime onnxruntime-openvino; fi
 	$(PY) -m pip install -q -e '.[all]'
 	$(PY) -m pip install -q --no-deps 'nuscenes-devkit==1.2.0'
 	touch $(STAMP)

@@ -12,8 +12,12 @@ ROS_WHEELS = [
     'ros-jazzy-geometry-msgs',
     'ros-jazzy-diagnostic-msgs',
 ]
+# One onnxruntime build per environment: they all install the same `onnxruntime` module.
+ORT_CPU = 'onnxruntime>=1.18'
+ORT_OPENVINO = 'onnxruntime-openvino>=1.18'  # ORT with Intel's OpenVINO provider; x86-64 wheels
 EXTRAS = {
-    'cpu': ['onnxruntime>=1.18'],
+    'cpu': [ORT_CPU],
+    'openvino': [ORT_OPENVINO],
     'gpu': ['onnxruntime-gpu>=1.18'],
     'train': ['torch>=2.2', 'torchvision>=0.17', 'onnx>=1.16', 'onnxscript', 'tensorboard', 'tqdm',
               'scipy'],
@@ -25,8 +29,12 @@ EXTRAS = {
     'test': ['pytest>=7', 'hypothesis', 'pyquaternion', 'matplotlib', 'scikit-learn', 'cachetools'],
     'viz': ['matplotlib'],
 }
+# 'all' (development, CI, CPU-only machines): the OpenVINO build on x86-64, the fastest CPU path
+# measured (docs/performance.md); the plain build elsewhere.
 EXTRAS['all'] = sorted({req for name, reqs in EXTRAS.items()
-                        if name not in ('gpu', 'nuscenes') for req in reqs})
+                        if name not in ('cpu', 'openvino', 'gpu', 'nuscenes') for req in reqs}) + [
+    f"{ORT_OPENVINO}; platform_machine == 'x86_64'",
+    f"{ORT_CPU}; platform_machine != 'x86_64'"]
 
 setup(
     name=PACKAGE,

@@ -185,7 +185,8 @@ def test_wrong_input_shapes_or_types_are_clear_errors(engine, image, radar, matc
 
 
 def test_unknown_provider_lists_the_valid_ones(tiny_model):
-    with pytest.raises(ValueError, match="unknown execution provider 'npu'.*tensorrt, cuda, cpu"):
+    with pytest.raises(ValueError,
+                       match="unknown execution provider 'npu'.*tensorrt, cuda, openvino, cpu"):
         Engine(tiny_model, providers=['npu'])
 
 
@@ -208,6 +209,29 @@ def test_gpu_provider_that_fails_at_session_start_falls_back_with_one_warning(ti
             assert e.run(*_inputs())[0].shape == (H, W)
     assert len(record) == 1
     assert 'CUDAExecutionProvider' in str(record[0].message)
+
+
+def test_unavailable_openvino_falls_back_to_cpu_with_one_warning(tiny_model):
+    with pytest.warns(RuntimeWarning) as record:
+        with Engine(tiny_model, providers=['openvino'], warmup=0,
+                    available_providers=CPU_ONLY) as loaded:
+            assert loaded.provider is Provider.CPU
+            assert loaded.run(*_inputs())[0].shape == (H, W)
+    assert len(record) == 1
+    assert 'OpenVINOExecutionProvider not available' in str(record[0].message)
+
+
+@pytest.mark.skipif('OpenVINOExecutionProvider' not in ort.get_available_providers(),
+                    reason='this onnxruntime build has no OpenVINO provider')
+def test_openvino_runs_the_model_in_fp32_like_the_cpu_provider(tiny_model):
+    """OpenVINO is asked for FP32, so it agrees with ORT's CPU kernels to float rounding."""
+    with Engine(tiny_model, providers=['openvino'], intra_op_threads=1, warmup=1) as fast:
+        assert fast.provider is Provider.OPENVINO
+        depth, saliency = fast.run(*_inputs())
+    with Engine(tiny_model, available_providers=CPU_ONLY, warmup=0) as reference:
+        depth_cpu, saliency_cpu = reference.run(*_inputs())
+    np.testing.assert_allclose(depth, depth_cpu, rtol=1e-4)
+    np.testing.assert_allclose(saliency, saliency_cpu, atol=1e-4)
 
 
 @pytest.mark.parametrize('spinning, expected', [(True, '1'), (False, '0')])
@@ -250,9 +274,15 @@ def test_fp16_copy_loads_and_agrees_roughly(tiny_model, tmp_path):
     ('tensorrt', Provider.TENSORRT), ('TRT', Provider.TENSORRT), ('cuda', Provider.CUDA),
     ('CPU', Provider.CPU), ('CUDAExecutionProvider', Provider.CUDA),
     ('TensorrtExecutionProvider', Provider.TENSORRT), (Provider.CPU, Provider.CPU),
+    ('openvino', Provider.OPENVINO), ('OpenVINOExecutionProvider', Provider.OPENVINO),
 ])
 def test_provider_aliases(name, expected):
     assert Provider.parse(name) is expected
+
+
+def test_only_nvidia_providers_count_as_gpu():
+    """is_gpu decides IO binding on a CUDA device; OpenVINO runs on the host CPU."""
+    assert [p for p in Provider if p.is_gpu] == [Provider.TENSORRT, Provider.CUDA]
 
 
 def test_default_provider_order_is_filtered_silently():
@@ -261,6 +291,8 @@ def test_default_provider_order_is_filtered_silently():
         warnings.simplefilter('error')
         assert select_providers(None, available) == [Provider.CUDA, Provider.CPU]
     assert select_providers(None, CPU_ONLY) == [Provider.CPU]
+    assert select_providers(None, ['OpenVINOExecutionProvider', 'CPUExecutionProvider']) == [
+        Provider.OPENVINO, Provider.CPU]
     everything = [p.value for p in DEFAULT_PROVIDERS]
     assert select_providers(None, everything) == list(DEFAULT_PROVIDERS)
 

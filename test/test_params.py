@@ -140,7 +140,7 @@ def test_defaults_make_a_valid_configuration():
     ('sync_slop', math.nan, 'sync_slop must be finite'),
     ('points_stride', 0, 'points_stride must be >= 1'),
     ('points_stride', True, 'points_stride must be of type integer'),
-    ('providers', ['cpu', 'vulkan'], "providers must be one of ['tensorrt', 'cuda', 'cpu']"),
+    ('providers', ['cpu', 'vulkan'], "providers must be one of ['tensorrt', 'cuda', 'openvino', 'cpu']"),
     ('radar_topics', ['/a', '/a'], 'radar_topics must not repeat items'),
     ('publish_color', 'yes', 'publish_color must be of type bool'),
     ('radar_time_offsets_s', [0.0, 5.0], 'radar_time_offsets_s must be <= 1.0'),

@@ -3,7 +3,8 @@
 An exported model is ``NAME.onnx`` plus its metadata, stored twice: as JSON under the key
 ``xdrcdepth`` in the ONNX ``metadata_props`` and in the sidecar ``NAME.json``. :class:`Engine`
 loads both, checks that they agree with each other and with the graph, picks execution providers
-(TensorRT → CUDA → CPU, filtered by what the installed onnxruntime offers) and runs one frame.
+(TensorRT → CUDA → OpenVINO → CPU, filtered by what the installed onnxruntime offers) and runs
+one frame.
 
 Graph contract (batch 1, fixed size from the metadata):
     inputs  ``image`` (1, H, W, 3) uint8 RGB raw pixels (or float32 0..255, see ``image_dtype``);
@@ -71,12 +72,14 @@ class Provider(str, enum.Enum):
     """NVIDIA TensorRT (fastest on NVIDIA GPUs; builds an engine on first use)."""
     CUDA = 'CUDAExecutionProvider'
     """NVIDIA CUDA/cuDNN."""
+    OPENVINO = 'OpenVINOExecutionProvider'
+    """Intel OpenVINO on the CPU, in FP32 (the ``onnxruntime-openvino`` build; x86-64)."""
     CPU = 'CPUExecutionProvider'
     """The default CPU provider (always available)."""
 
     @classmethod
     def parse(cls, name: 'str | Provider') -> 'Provider':
-        """Accept ``tensorrt``/``trt``, ``cuda``, ``cpu`` (any case) or the ORT provider names.
+        """Accept ``tensorrt``/``trt``, ``cuda``, ``openvino``, ``cpu`` (any case) or ORT's names.
 
         Raises:
             ValueError: unknown name; the message lists the valid ones.
@@ -85,28 +88,30 @@ class Provider(str, enum.Enum):
             return name
         key = str(name).strip().lower()
         aliases = {'trt': cls.TENSORRT, 'tensorrt': cls.TENSORRT, 'cuda': cls.CUDA,
-                   'gpu': cls.CUDA, 'cpu': cls.CPU}
+                   'gpu': cls.CUDA, 'openvino': cls.OPENVINO, 'cpu': cls.CPU}
         aliases.update({member.value.lower(): member for member in cls})
         if key not in aliases:
-            valid = ', '.join(['tensorrt', 'cuda', 'cpu'] + [member.value for member in cls])
+            valid = ', '.join(['tensorrt', 'cuda', 'openvino', 'cpu']
+                              + [member.value for member in cls])
             raise ValueError(f'unknown execution provider {name!r}; valid: {valid}')
         return aliases[key]
 
     @property
     def is_gpu(self) -> bool:
         """True for providers that run on an NVIDIA GPU."""
-        return self is not Provider.CPU
+        return self in (Provider.TENSORRT, Provider.CUDA)
 
 
-DEFAULT_PROVIDERS = (Provider.TENSORRT, Provider.CUDA, Provider.CPU)
+DEFAULT_PROVIDERS = (Provider.TENSORRT, Provider.CUDA, Provider.OPENVINO, Provider.CPU)
 
 
 def select_providers(requested: Sequence[str | Provider] | None,
                      available: Sequence[str]) -> list[Provider]:
     """Choose the providers to try, in order, from a request and what onnxruntime offers.
 
-    ``None`` means TensorRT → CUDA → CPU, silently filtered by ``available``. Requested providers
-    missing from ``available`` are dropped with one warning; CPU is always the last fallback.
+    ``None`` means TensorRT → CUDA → OpenVINO → CPU, silently filtered by ``available``.
+    Requested providers missing from ``available`` are dropped with one warning; CPU is always
+    the last fallback.
 
     Raises:
         ValueError: a requested name is not a known provider.
@@ -127,7 +132,7 @@ def select_providers(requested: Sequence[str | Provider] | None,
 
 
 def _provider_options(provider: Provider, *, trt_cache_dir: Path | None, fp16: bool,
-                      device_id: int) -> dict[str, Any]:
+                      device_id: int, threads: int) -> dict[str, Any]:
     if provider is Provider.TENSORRT:
         options: dict[str, Any] = {'device_id': device_id, 'trt_fp16_enable': fp16}
         if trt_cache_dir is not None:
@@ -138,6 +143,13 @@ def _provider_options(provider: Provider, *, trt_cache_dir: Path | None, fp16: b
         return options
     if provider is Provider.CUDA:
         return {'device_id': device_id}
+    if provider is Provider.OPENVINO:
+        # FP32 explicitly: on CPUs with bf16/AMX units OpenVINO may otherwise pick a lower
+        # inference precision, and the exported model is validated in FP32.
+        options = {'device_type': 'CPU', 'precision': 'FP32'}
+        if threads > 0:
+            options['num_of_threads'] = str(threads)
+        return options
     return {}
 
 
@@ -197,14 +209,15 @@ class Engine:
 
     Args:
         path: ``NAME.onnx``; its sidecar ``NAME.json`` is checked against the embedded copy.
-        providers: provider names in order of preference (``tensorrt``, ``cuda``, ``cpu`` or ORT
-            names); ``None`` = TensorRT → CUDA → CPU, filtered by ``available_providers``.
+        providers: provider names in order of preference (``tensorrt``, ``cuda``, ``openvino``,
+            ``cpu`` or ORT names); ``None`` = TensorRT → CUDA → OpenVINO → CPU, filtered by
+            ``available_providers``.
         available_providers: what the installed onnxruntime offers (default
             ``onnxruntime.get_available_providers()``); passed in by tests.
         trt_cache_dir: folder for TensorRT engine and timing caches (None: no cache).
         fp16: let TensorRT build FP16 kernels (for CUDA use the exported ``NAME.fp16.onnx``).
-        intra_op_threads: CPU threads for one operator; 0 = onnxruntime's default (one per
-            physical core).
+        intra_op_threads: CPU threads for one operator (OpenVINO: for the whole inference);
+            0 = the runtime's default (one per physical core).
         cpu_spinning: let idle CPU worker threads spin between the operators of a run (lowest
             latency on dedicated cores); turn off on CPUs shared with other busy processes,
             where spinning threads stall each other. Threads never spin past the end of a run,
@@ -250,7 +263,8 @@ class Engine:
         options.add_session_config_entry('session.force_spinning_stop', '1')
         options.log_severity_level = 3  # ORT's own warnings duplicate ours
         cache = Path(trt_cache_dir) if trt_cache_dir is not None else None
-        self._session, warned = self._create(options, chosen, cache, fp16, device_id)
+        self._session, warned = self._create(options, chosen, cache, fp16, device_id,
+                                             int(intra_op_threads))
         self.providers: tuple[str, ...] = tuple(self._session.get_providers())
         self.provider = Provider.parse(self.providers[0])
         if chosen[0] is not self.provider and not warned:
@@ -271,16 +285,17 @@ class Engine:
                   meta.input_width, self.provider.value)
 
     def _create(self, options: Any, chosen: list[Provider], cache: Path | None, fp16: bool,
-                device_id: int) -> tuple[Any, bool]:
+                device_id: int, threads: int) -> tuple[Any, bool]:
         """Return (session, whether a fallback warning was issued)."""
         provider_options = [_provider_options(p, trt_cache_dir=cache, fp16=fp16,
-                                              device_id=device_id) for p in chosen]
+                                              device_id=device_id, threads=threads)
+                            for p in chosen]
         names = [provider.value for provider in chosen]
         try:
             return _open_session(self.path, options, names, provider_options), False
         except ModelFileError:
             raise
-        except Exception as err:  # a GPU provider failed to initialise (driver, libraries)
+        except Exception as err:  # a provider failed to initialise (driver, libraries, compile)
             if chosen == [Provider.CPU]:
                 raise ModelFileError(f'cannot load {self.path}: {err}') from err
             warnings.warn(f'could not start {", ".join(names[:-1])} ({" ".join(str(err).split())}'

@@ -62,7 +62,7 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
 
 
-PROVIDERS = ('tensorrt', 'cuda', 'cpu')
+PROVIDERS = ('tensorrt', 'cuda', 'openvino', 'cpu')
 """Execution providers a user may list, in the order the node prefers them."""
 
 PARAMETERS: tuple[ParamSpec, ...] = (

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='ORT worker threads sleep instead of spinning (for CPUs shared with '
                              'other busy processes)')
     parser.add_argument('--providers', default=None,
-                        help='comma-separated ORT providers (default tensorrt,cuda,cpu as '
+                        help='comma-separated ORT providers (default tensorrt,cuda,openvino,cpu as '
                              'available)')
     parser.add_argument('--no-torch', action='store_true', help='skip the torch eager run')
     parser.add_argument('--no-lircdepth', action='store_true', help='skip the LiRCDepth run')
