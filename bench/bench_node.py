@@ -9,7 +9,7 @@ compressed transport) is timed separately.
 
 Usage:
     .venv/bin/python bench/bench_node.py [--model M.onnx | --height 352 --width 704]
-        [--frames 64] [--intra-op-threads 1] [--write-docs]
+        [--frames 64] [--intra-op-threads 1] [--providers cpu] [--write-docs]
 
 Without --model a random 'xdrcdepth_tiny' student is exported at --height x --width (needs
 torch; the engine time of a random network says nothing, the overhead does). --write-docs
@@ -75,9 +75,12 @@ def messages(keyframes):
     return out
 
 
-def run(model: Path, frames: int, intra_op_threads: int) -> dict[str, dict[str, list[float]]]:
+def run(model: Path, frames: int, intra_op_threads: int, providers: list[str] | None = None
+        ) -> tuple[dict[str, dict[str, list[float]]], str]:
     """Per-stage times (ms) of ``frames`` frames through a real node, twice: without and with
-    a subscriber on ~/depth_color (the colour image is rendered only while someone listens)."""
+    a subscriber on ~/depth_color (the colour image is rendered only while someone listens),
+    and the execution provider the node's engine runs on (``providers``: None = the node's
+    default list)."""
     import rclpy
     from rclpy.context import Context
     from rclpy.parameter import Parameter
@@ -96,8 +99,9 @@ def run(model: Path, frames: int, intra_op_threads: int) -> dict[str, dict[str, 
     context = Context()
     rclpy.init(context=context)
     extrinsics = extrinsics_from_transform(keyframes[0].T_cam_from('RADAR_FRONT'))
-    node = XdrcDepthNode(context=context, parameter_overrides=[
-        Parameter('model_path', value=str(model)), Parameter('providers', value=['cpu']),
+    overrides = [Parameter('providers', value=providers)] if providers else []
+    node = XdrcDepthNode(context=context, parameter_overrides=overrides + [
+        Parameter('model_path', value=str(model)),
         Parameter('extrinsics_source', value='parameters'),
         Parameter('radar_extrinsics', value=extrinsics), Parameter('sync_slop', value=0.08),
         Parameter('intra_op_threads', value=intra_op_threads)])
@@ -154,7 +158,7 @@ def run(model: Path, frames: int, intra_op_threads: int) -> dict[str, dict[str, 
                 times['resize'].append((colorize_start - resize_start) / 1e6)
                 times['colorize'].append((colorize_end - colorize_start) / 1e6)
             results[label] = times
-        return results
+        return results, node.pipeline.engine.provider.value
     finally:
         viewer.destroy_node()
         node.destroy_node()
@@ -166,7 +170,7 @@ def _median(values: list[float]) -> float:
 
 
 def report(results: dict[str, dict[str, list[float]]], model: Path, size: tuple[int, int],
-           frames: int, threads: int) -> str:
+           frames: int, threads: int, provider: str) -> str:
     """A Markdown section with the medians of both passes."""
     plain, color = results['depth + camera_info'], results['+ depth_color']
 
@@ -189,7 +193,8 @@ def report(results: dict[str, dict[str, list[float]]], model: Path, size: tuple[
 --frames {frames} --write-docs`:
 a real `XdrcDepthNode` (rclpy, Fast DDS) runs its worker steps on the bundled 900×1600 nuScenes
 keyframes (raw `rgb8` Image + ARS408 PointCloud2), output at the model size {size[1]}×{size[0]},
-ONNX Runtime on CPU with `intra_op_threads={threads}`. Median per stage over {frames} frames;
+ONNX Runtime's `{provider}` (the node's default choice here) with `intra_op_threads={threads}`.
+Median per stage over {frames} frames;
 2 CPU cores shared with other jobs while measured, so expect noise of a factor ~2.
 
 | stage (node worker, per frame) | depth + camera_info | + depth_color (subscribed) |
@@ -242,6 +247,8 @@ def main() -> int:
     parser.add_argument('--frames', type=int, default=64)
     parser.add_argument('--intra-op-threads', type=int, default=0,
                         help='ONNX Runtime threads (default 0: one per core, as the node)')
+    parser.add_argument('--providers', nargs='+', default=None,
+                        help="execution providers for the node (default: the node's own list)")
     parser.add_argument('--write-docs', action='store_true')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
@@ -249,9 +256,9 @@ def main() -> int:
         from xdrcdepth_ros.engine import read_metadata
 
         meta = read_metadata(model)
-        results = run(model, args.frames, args.intra_op_threads)
+        results, provider = run(model, args.frames, args.intra_op_threads, args.providers)
         section = report(results, model, (meta.input_height, meta.input_width), args.frames,
-                         args.intra_op_threads)
+                         args.intra_op_threads, provider)
     print(section)
     if args.write_docs:
         print(f'wrote {write_docs(section)}')
