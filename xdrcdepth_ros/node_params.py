@@ -76,7 +76,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'folder for TensorRT engine and timing caches; empty = none (TensorRT then '
               'rebuilds its engine, which takes minutes, at every start)'),
     ParamSpec('intra_op_threads', ParamType.INTEGER, 0,
-              'ONNX Runtime CPU threads per operator; 0 = its default (one per physical core)',
+              'CPU threads of the ONNX Runtime CPU kernels or of OpenVINO; 0 = the runtime default '
+              '(one per physical core)',
               minimum=0, maximum=64),
     ParamSpec('image_topic', ParamType.STRING, '/CAM_FRONT/image_raw',
               'camera image topic (sensor_msgs/Image; compressed transport adds /compressed)'),
