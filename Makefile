@@ -16,7 +16,8 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	if [ "$$(uname -m)" = x86_64 ]; then $(PY) -m pip uninstall -q -y onnxruntime onnxruntime-openvino; fi
+	if [ "$$(uname -m)" = x86_64 ] && $(PY) -m pip show -q onnxruntime >/dev/null 2>&1; then \
+		$(PY) -m pip uninstall -q -y onnxruntime onnxruntime-openvino; fi
 	$(PY) -m pip install -q -e '.[all]'
 	$(PY) -m pip install -q --no-deps 'nuscenes-devkit==1.2.0'
 	touch $(STAMP)
