@@ -13,8 +13,9 @@ import yaml
 from ros_helpers import node_model
 from xdrcdepth_ros import node_params, param_docs
 from xdrcdepth_ros.geometry import transform_from_xyzw
-from xdrcdepth_ros.node_params import (check_value, extrinsics_from_transform, NodeConfig,
-                                       PARAMETER_NAMES, PARAMETERS, ParamType)
+from xdrcdepth_ros.node_params import (check_value, engine_providers, extrinsics_from_transform,
+                                       NodeConfig, PARAMETER_NAMES, PARAMETERS, PROVIDERS,
+                                       ParamType)
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / 'config' / 'xdrcdepth.yaml'
@@ -297,3 +298,11 @@ def test_the_shipped_yaml_loads_through_rcl(node_model):
             node.destroy_node()
     finally:
         context.try_shutdown()
+
+
+def test_default_provider_list_lets_the_engine_choose_silently():
+    """The node and replay hand the engine None for the default list (no warning about missing
+    GPU providers on a CPU machine) and an explicit list as it was given."""
+    assert engine_providers(PROVIDERS) is None
+    assert engine_providers(list(PROVIDERS)) is None
+    assert engine_providers(['cuda', 'cpu']) == ['cuda', 'cpu']

@@ -38,8 +38,8 @@ from xdrcdepth_ros.geometry import transform_from_xyzw
 from xdrcdepth_ros.node_core import (BuiltFrame, Extrinsics, FrameBuilder, MessageClasses,
                                      NODE_NAME, output_messages, parameter_extrinsics,
                                      SkipReason)
-from xdrcdepth_ros.node_params import (check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType,
-                                       PROVIDERS, resolve_model_path)
+from xdrcdepth_ros.node_params import (check_value, engine_providers, NodeConfig, PARAMETERS,
+                                       ParamSpec, ParamType, resolve_model_path)
 from xdrcdepth_ros.node_stats import DiagnosticLevel, NodeStats
 from xdrcdepth_ros.sync import SyncedFrame
 
@@ -167,9 +167,8 @@ class XdrcDepthNode(Node):
         from xdrcdepth_ros.pipeline import DepthPipeline
 
         config = self.config
-        # The default list means "whatever is available", which the engine picks silently.
-        providers = None if config.providers == PROVIDERS else list(config.providers)
-        engine = Engine(resolve_model_path(config.model_path), providers=providers,
+        engine = Engine(resolve_model_path(config.model_path),
+                        providers=engine_providers(config.providers),
                         trt_cache_dir=config.trt_cache_dir or None,
                         intra_op_threads=config.intra_op_threads)
         return DepthPipeline(engine, output_size=config.output_size)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import enum
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import yaml
@@ -64,6 +64,15 @@ class ParamSpec:
 
 PROVIDERS = ('tensorrt', 'cuda', 'openvino', 'cpu')
 """Execution providers a user may list, in the order the node prefers them."""
+
+
+def engine_providers(providers: Sequence[str]) -> list[str] | None:
+    """What to hand ``Engine(providers=...)`` for a configured provider list.
+
+    The default list means "whatever is available", which the engine picks silently (None); any
+    other list is an explicit request, and the engine warns about members it cannot use.
+    """
+    return None if tuple(providers) == PROVIDERS else list(providers)
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('model_path', ParamType.STRING, '',

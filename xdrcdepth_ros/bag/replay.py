@@ -32,7 +32,7 @@ from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.errors import BagError
 from xdrcdepth_ros.node_core import (Extrinsics, FrameBuilder, MessageClasses, output_messages,
                                      output_topic, parameter_extrinsics, SkipReason)
-from xdrcdepth_ros.node_params import (defaults, load_params_file, NodeConfig, PROVIDERS,
+from xdrcdepth_ros.node_params import (defaults, engine_providers, load_params_file, NodeConfig,
                                        resolve_model_path)
 
 SCENES_KEY = 'xdrcdepth.scenes'
@@ -204,9 +204,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
             missing_topics += [t for t in window.config.radar_topics
                                if t not in reader.topics and t not in missing_topics]
         # The model loads only once the bag is known to be usable (a TensorRT build takes long).
-        requested = tuple(providers or first.providers)
-        # The default list is filtered silently, as the node does; only an explicit one warns.
-        engine = Engine(model_path, providers=None if requested == PROVIDERS else list(requested),
+        engine = Engine(model_path, providers=engine_providers(providers or first.providers),
                         trt_cache_dir=first.trt_cache_dir or None,
                         intra_op_threads=first.intra_op_threads)
         pipeline = DepthPipeline(engine, output_size=first.output_size)
