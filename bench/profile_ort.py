@@ -1,8 +1,10 @@
 """Per-operator time of an exported model in ONNX Runtime (CPU), from its own profiler.
 
 Usage: .venv/bin/python bench/profile_ort.py MODEL.onnx [--threads 2] [--runs 5]
+       [--provider cpu|openvino]
 Prints the median run time, then kernel time per op type (ms per run, share) and the slowest
-nodes. Inputs are random: a uint8 image and a radar map with ~1 % of pixels filled. Export a
+nodes. With ``--provider openvino`` (onnxruntime-openvino, FP32 as the engine asks) only the
+median is printed: OpenVINO runs the whole graph as one ORT node. Inputs are random: a uint8 image and a radar map with ~1 % of pixels filled. Export a
 model at another size first, e.g. ``xdrcdepth export --checkpoint CKPT --height 352 --width 704``.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import onnxruntime as ort
 
 
-def session(path: Path, threads: int, profile_dir: Path | None = None) -> ort.InferenceSession:
+def session(path: Path, threads: int, profile_dir: Path | None = None,
+            provider: str = 'cpu') -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
@@ -26,7 +29,15 @@ def session(path: Path, threads: int, profile_dir: Path | None = None) -> ort.In
     if profile_dir is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_dir / 'ort')
-    return ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    if provider == 'openvino':
+        providers = [('OpenVINOExecutionProvider',
+                      {'device_type': 'CPU', 'precision': 'FP32', 'num_of_threads': str(threads)})]
+    else:
+        providers = ['CPUExecutionProvider']
+    sess = ort.InferenceSession(str(path), options, providers=providers)
+    if provider == 'openvino' and sess.get_providers()[0] != 'OpenVINOExecutionProvider':
+        raise SystemExit('OpenVINO did not start (onnxruntime-openvino installed?)')
+    return sess
 
 
 def random_feeds(sess: ort.InferenceSession) -> dict[str, np.ndarray]:
@@ -47,9 +58,10 @@ def main() -> None:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--runs', type=int, default=5, help='profiled runs (after 3 warm-ups)')
     parser.add_argument('--top', type=int, default=15, help='slowest nodes to list')
+    parser.add_argument('--provider', choices=('cpu', 'openvino'), default='cpu')
     args = parser.parse_args()
 
-    timed = session(args.model, args.threads)
+    timed = session(args.model, args.threads, provider=args.provider)
     feeds = random_feeds(timed)
     for _ in range(3):
         timed.run(None, feeds)
@@ -59,7 +71,9 @@ def main() -> None:
         timed.run(None, feeds)
         times.append(time.perf_counter() - start)
     print(f'{args.model.name}: median {np.median(times) * 1e3:.1f} ms over 15 runs, '
-          f'{args.threads} threads')
+          f'{args.threads} threads, {args.provider} (onnxruntime {ort.__version__})')
+    if args.provider != 'cpu':
+        return
 
     with tempfile.TemporaryDirectory() as folder:
         profiled = session(args.model, args.threads, Path(folder))
