@@ -60,7 +60,7 @@ setup(
     entry_points={
         'console_scripts': [
             'xdrcdepth = xdrcdepth_ros.cli:main',
-            'xdrcdepth_node = xdrcdepth_ros.node:main',
+            'xdrcdepth_node = xdrcdepth_ros.ros.node:main',
         ],
     },
 )

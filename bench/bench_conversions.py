@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from timing import median_ms  # bench/ is on sys.path when a script runs
-from xdrcdepth_ros import conversions as conv
+from xdrcdepth_ros.core import conversions as conv
 
 WIDTH, HEIGHT = 1600, 900
 K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])

@@ -10,7 +10,7 @@ import argparse
 import numpy as np
 
 from timing import median_ms  # bench/ is on sys.path when a script runs
-from xdrcdepth_ros import geometry
+from xdrcdepth_ros.core import geometry
 
 WIDTH, HEIGHT = 1600, 900
 K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])

@@ -52,7 +52,7 @@ def messages(keyframes):
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
     from std_msgs.msg import Header
 
-    from xdrcdepth_ros import conversions
+    from xdrcdepth_ros.core import conversions
 
     def header(stamp_ns, frame_id):
         msg = Header(frame_id=frame_id)
@@ -86,11 +86,11 @@ def run(model: Path, frames: int, intra_op_threads: int, providers: list[str] | 
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
-    from xdrcdepth_ros import conversions, visualize
-    from xdrcdepth_ros.node import XdrcDepthNode
-    from xdrcdepth_ros.node_params import extrinsics_from_transform
-    from xdrcdepth_ros.nuscenes_io import NuScenesTables
-    from xdrcdepth_ros.sync import FrameAssembler
+    from xdrcdepth_ros.core import conversions, visualize
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
+    from xdrcdepth_ros.core.config import extrinsics_from_transform
+    from xdrcdepth_ros.core.nuscenes_io import NuScenesTables
+    from xdrcdepth_ros.core.sync import FrameAssembler
 
     keyframes = list(NuScenesTables(ROOT / 'test' / 'data' / 'nuscenes').keyframes())
     msgs = messages(keyframes)
@@ -253,7 +253,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or export_model(Path(folder), args.height, args.width)
-        from xdrcdepth_ros.engine import read_metadata
+        from xdrcdepth_ros.core.engine import read_metadata
 
         meta = read_metadata(model)
         results, provider = run(model, args.frames, args.intra_op_threads, args.providers)

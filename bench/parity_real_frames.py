@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from xdrcdepth_ros.commands.bench import _frames
-from xdrcdepth_ros.engine import Engine
+from xdrcdepth_ros.core.engine import Engine
 from xdrcdepth_ros.export import ExportWrapper
 from xdrcdepth_ros.model import load_checkpoint
-from xdrcdepth_ros.pipeline import DepthPipeline
+from xdrcdepth_ros.core.pipeline import DepthPipeline
 
 
 def main() -> None:

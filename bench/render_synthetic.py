@@ -19,7 +19,7 @@ import time
 import cv2
 import numpy as np
 
-from xdrcdepth_ros import geometry
+from xdrcdepth_ros.core import geometry
 from xdrcdepth_ros.data import render_scene, Sample
 
 MAX_DEPTH_M = 80.0

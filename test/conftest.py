@@ -18,7 +18,7 @@ def nuscenes_root() -> Path:
 @pytest.fixture(scope='session')
 def nuscenes_tables(nuscenes_root):
     """Parsed tables of the bundled frames."""
-    from xdrcdepth_ros.nuscenes_io import NuScenesTables
+    from xdrcdepth_ros.core.nuscenes_io import NuScenesTables
 
     return NuScenesTables(nuscenes_root)
 

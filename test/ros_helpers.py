@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import conversions
-from xdrcdepth_ros.frame import Frame, RadarSweep
-from xdrcdepth_ros.node_params import extrinsics_from_transform
+from xdrcdepth_ros.core import conversions
+from xdrcdepth_ros.core.frame import Frame, RadarSweep
+from xdrcdepth_ros.core.config import extrinsics_from_transform
 
 DOMAIN_ID = 1 + os.getpid() % 101
 RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
@@ -255,8 +255,8 @@ def extrinsics(keyframes):
 @pytest.fixture(scope='module')
 def reference(node_model):
     """A separate Engine + DepthPipeline factory: what the node must reproduce."""
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     engine = Engine(node_model, providers=['cpu'])
     return lambda output_size='model': DepthPipeline(engine, output_size=output_size)
@@ -264,7 +264,7 @@ def reference(node_model):
 
 def reference_frame(image, K, cloud, stamp_ns, radar_stamp_ns, extrinsics):
     """The Frame the node should assemble: radar via the same conversions, T from parameters."""
-    from xdrcdepth_ros.geometry import transform_from_xyzw
+    from xdrcdepth_ros.core.geometry import transform_from_xyzw
 
     sweeps = ()
     if cloud is not None:

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import yaml
 
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader
 from xdrcdepth_ros.bag.nuscenes_source import sensor_frame, static_cam_from_sensor
-from xdrcdepth_ros.errors import BagError, DatasetError
-from xdrcdepth_ros.geometry import transform_from_xyzw
-from xdrcdepth_ros.node_params import NodeConfig
-from xdrcdepth_ros.nuscenes_io import read_pcd
+from xdrcdepth_ros.core.errors import BagError, DatasetError
+from xdrcdepth_ros.core.geometry import transform_from_xyzw
+from xdrcdepth_ros.core.config import NodeConfig
+from xdrcdepth_ros.core.nuscenes_io import read_pcd
 
 STORAGES = ('sqlite3', 'mcap')
 

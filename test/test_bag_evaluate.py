@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes
 from xdrcdepth_ros.bag.evaluate import evaluate_bag
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
 from xdrcdepth_ros.bag.messages import header
-from xdrcdepth_ros.errors import BagError
-from xdrcdepth_ros.evaluate import compute_metrics, DEFAULT_CAPS, MetricAccumulator
-from xdrcdepth_ros.geometry import InputTransform, lidar_depth_map
+from xdrcdepth_ros.core.errors import BagError
+from xdrcdepth_ros.core.evaluate import compute_metrics, DEFAULT_CAPS, MetricAccumulator
+from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map
 
 WIDTH, HEIGHT = 192, 96
 

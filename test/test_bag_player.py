@@ -11,12 +11,12 @@ pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros])')
 
 from ros_helpers import Harness  # noqa: E402
 
-from xdrcdepth_ros import conversions  # noqa: E402
+from xdrcdepth_ros.core import conversions  # noqa: E402
 from xdrcdepth_ros.bag.io import BagReader, BagWriter, QOS_LATCHED  # noqa: E402
 from xdrcdepth_ros.bag.messages import header, tf_message, transform_stamped  # noqa: E402
 from xdrcdepth_ros.bag.player import BagPlayer  # noqa: E402
 from xdrcdepth_ros.bag.recorder import TopicRecorder  # noqa: E402
-from xdrcdepth_ros.errors import BagError  # noqa: E402
+from xdrcdepth_ros.core.errors import BagError  # noqa: E402
 
 pytestmark = pytest.mark.ros
 BASE_NS = 1_700_000_000_000_000_000

@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import conversions as conv
-from xdrcdepth_ros.errors import ConversionError
+from xdrcdepth_ros.core import conversions as conv
+from xdrcdepth_ros.core.errors import ConversionError
 
 rosbags_typesys = pytest.importorskip('rosbags.typesys')
 TYPESTORE = rosbags_typesys.get_typestore(rosbags_typesys.Stores.ROS2_JAZZY)
@@ -86,7 +86,7 @@ def random_pixels(encoding: str, height: int = 5, width: int = 7, seed: int = 0)
 
 
 def test_package_re_exports_every_public_name_of_its_modules():
-    """Callers import from ``xdrcdepth_ros.conversions`` only; no module keeps a name to itself."""
+    """Callers import from ``xdrcdepth_ros.core.conversions`` only; no module keeps a name to itself."""
     exported = set(conv.__all__)
     assert len(exported) == len(conv.__all__)
     for info in pkgutil.iter_modules(conv.__path__):
@@ -577,7 +577,7 @@ def test_other_radar_field_names_and_missing_field_warns_once(caplog):
     cloud['doppler'] = [0.5, -0.5, 1.5]
     field_map = conv.RadarFieldMap(('intensity', 'doppler', 'never_there_7f3'),
                                    x='px', y='py', z='pz')
-    with caplog.at_level(logging.WARNING, logger='xdrcdepth_ros.conversions'):
+    with caplog.at_level(logging.WARNING, logger='xdrcdepth_ros.core.conversions'):
         for _ in range(3):
             points, features = conv.radar_from_cloud(cloud, field_map)
     np.testing.assert_array_equal(features, [[10, 0.5, 0], [20, -0.5, 0], [30, 1.5, 0]])

@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import geometry
+from xdrcdepth_ros.core import geometry
 from xdrcdepth_ros.data import NuScenesDataset, ZJU4DRadarCamDataset
 from xdrcdepth_ros.data.nuscenes_gt import LidarAccumulator
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.nuscenes_io import radar_xyz, read_pcd
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.nuscenes_io import radar_xyz, read_pcd
 
 H, W = 352, 704
 

@@ -12,10 +12,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from xdrcdepth_ros.engine import (DEFAULT_PROVIDERS, Engine, METADATA_KEY, ModelFileError,
-                                  ModelMetadata, Provider, read_metadata, select_providers,
-                                  sidecar_path)
-from xdrcdepth_ros.errors import MetadataError
+from xdrcdepth_ros.core.engine import (DEFAULT_PROVIDERS, Engine, METADATA_KEY, ModelFileError,
+                                       ModelMetadata, Provider, read_metadata, select_providers,
+                                       sidecar_path)
+from xdrcdepth_ros.core.errors import MetadataError
 
 H, W, C = 96, 192, 4
 CPU_ONLY = ['CPUExecutionProvider']

@@ -1,4 +1,4 @@
-"""Paper metrics against values worked out by hand (xdrcdepth_ros.evaluate)."""
+"""Paper metrics against values worked out by hand (xdrcdepth_ros.core.evaluate)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from xdrcdepth_ros.evaluate import (
+from xdrcdepth_ros.core.evaluate import (
     compute_metrics, format_table, MetricAccumulator, valid_mask)
 
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from xdrcdepth_ros.cli import main
-from xdrcdepth_ros.engine import (Engine, METADATA_KEY, read_metadata, select_providers,
-                                  sidecar_path)
+from xdrcdepth_ros.core.engine import (Engine, METADATA_KEY, read_metadata, select_providers,
+                                       sidecar_path)
 from xdrcdepth_ros.export import (compare_outputs, example_inputs, export_model, ExportError,
                                   ExportWrapper)
 

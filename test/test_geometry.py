@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import geometry
-from xdrcdepth_ros.nuscenes_io import radar_xyz, read_lidar_bin, read_pcd
+from xdrcdepth_ros.core import geometry
+from xdrcdepth_ros.core.nuscenes_io import radar_xyz, read_lidar_bin, read_pcd
 
 devkit = pytest.importorskip('nuscenes.utils.data_classes', reason='nuscenes-devkit not installed')
 geometry_utils = pytest.importorskip('nuscenes.utils.geometry_utils')

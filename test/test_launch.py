@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xdrcdepth_ros.node_params import defaults
+from xdrcdepth_ros.core.config import defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'xdrcdepth.launch.py'

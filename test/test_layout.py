@@ -1,25 +1,96 @@
-"""Package layout rules from ARCHITECTURE.md: the core stays free of rclpy and torch."""
+"""Package layout rules of docs/architecture.md, enforced by package rather than by a file list.
+
+- ``xdrcdepth_ros.core`` (and ``xdrcdepth_ros.ros`` apart from its node) imports neither rclpy
+  nor torch: a vehicle runs the core with numpy + OpenCV + onnxruntime alone.
+- rclpy is imported only in ``ros/`` and in ``bag/`` (the DDS player/recorder of the demo).
+- torch is imported only in ``model/``, ``train/``, ``data/``, ``export.py`` and the commands
+  that need it (lazily, inside ``run``).
+- the core imports nothing from the layers above it.
+"""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+import pkgutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ('geometry', 'conversions', 'sync', 'pipeline', 'engine', 'visualize', 'evaluate',
-        'nuscenes_io', 'frame', 'cli', 'node_core', 'node_stats', 'node_params', 'model_metadata',
-        'param_docs', 'onnx_passes')
+PACKAGE = ROOT / 'xdrcdepth_ros'
+RCLPY_LAYERS = ('ros', 'bag')
+TORCH_LAYERS = ('model', 'train', 'data', 'export', 'commands')
+CORE_MAY_IMPORT = ('xdrcdepth_ros.core',)
 
 
-def test_core_modules_import_neither_rclpy_nor_torch():
-    """A vehicle must be able to run the core with numpy + OpenCV + onnxruntime alone."""
-    code = ('import sys\n'
-            + ''.join(f'import xdrcdepth_ros.{name}\n' for name in CORE)
+def _modules(subpackage: str) -> list[str]:
+    """Every module of ``xdrcdepth_ros.<subpackage>``, found on disk (new files included)."""
+    prefix = f'xdrcdepth_ros.{subpackage}.'
+    found = [f'xdrcdepth_ros.{subpackage}']
+    found += [info.name for info in pkgutil.walk_packages([str(PACKAGE / subpackage)], prefix)]
+    return found
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute module names a file imports, at any depth (lazy imports included)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def _layer(path: Path) -> str:
+    """First path component under the package: 'core', 'ros', ..., or a top-level module stem."""
+    return path.relative_to(PACKAGE).parts[0].removesuffix('.py')
+
+
+def _python_files() -> list[Path]:
+    return sorted(PACKAGE.rglob('*.py'))
+
+
+def test_core_and_ros_support_import_neither_rclpy_nor_torch():
+    """Importing every core module (and the ROS-free support of the node) loads neither."""
+    names = _modules('core') + [name for name in _modules('ros') if name != 'xdrcdepth_ros.ros.node']
+    assert len(names) > 15  # the walk found the package, not an empty folder
+    code = ('import sys\n' + ''.join(f'import {name}\n' for name in names)
+            + 'import xdrcdepth_ros.cli\n'
             + 'print(sorted(m for m in ("torch", "rclpy") if m in sys.modules))\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
     assert result.stdout.strip() == '[]'
+
+
+def test_rclpy_and_torch_are_imported_only_in_their_layers():
+    offenders = []
+    for path in _python_files():
+        layer, imports = _layer(path), _imports(path)
+        roots = {name.split('.')[0] for name in imports}
+        if 'rclpy' in roots and layer not in RCLPY_LAYERS:
+            offenders.append(f'{path.relative_to(ROOT)} imports rclpy')
+        if 'torch' in roots and layer not in TORCH_LAYERS:
+            offenders.append(f'{path.relative_to(ROOT)} imports torch')
+        if layer == 'ros' and path.name != 'node.py' and 'rclpy' in roots:
+            offenders.append(f'{path.relative_to(ROOT)} imports rclpy outside ros/node.py')
+    assert offenders == []
+
+
+def test_core_imports_nothing_above_it():
+    offenders = [f'{path.relative_to(ROOT)} imports {name}'
+                 for path in sorted((PACKAGE / 'core').rglob('*.py'))
+                 for name in sorted(_imports(path))
+                 if name.startswith('xdrcdepth_ros') and not name.startswith(CORE_MAY_IMPORT)]
+    assert offenders == []
+
+
+def test_architecture_doc_names_every_subpackage():
+    """docs/architecture.md is the map: every subpackage and top-level module is on it."""
+    doc = (ROOT / 'docs' / 'architecture.md').read_text()
+    names = sorted({_layer(path) for path in _python_files()} - {'__init__', '__main__'})
+    missing = [name for name in names if f'`{name}' not in doc]
+    assert missing == []
 
 
 def test_ament_python_package_files_are_present():

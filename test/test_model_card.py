@@ -19,7 +19,7 @@ def recorded():
 
 
 def test_small_synthetic_split_reproduces_card(recorded):
-    from xdrcdepth_ros.engine import Engine
+    from xdrcdepth_ros.core.engine import Engine
 
     small = recorded['synthetic_test_small']
     with Engine(MODEL, providers=['cpu'], intra_op_threads=1) as engine:

@@ -14,7 +14,7 @@ from ros_helpers import (ATTEMPTS, camera_info_msg, cloud_msg, compressed_msg,  
                          depth_array, extrinsics, frames, Harness, image_msg, node_model,
                          node_params, reference, reference_frame, Rig, TIMEOUT)
 
-from xdrcdepth_ros import conversions  # noqa: E402
+from xdrcdepth_ros.core import conversions  # noqa: E402
 
 pytestmark = pytest.mark.ros
 __all__ = ['node_model', 'frames', 'extrinsics', 'reference']  # fixtures, used by name
@@ -25,7 +25,7 @@ def test_depth_for_every_bundled_frame_equals_the_pipeline(node_model, frames, e
     """Each real nuScenes frame sent as Image rgb8 + CameraInfo + an 18-field ARS408
     PointCloud2 comes back as REP 118 depth with the image's stamp and frame, sized like
     ~/camera_info, and equal to DepthPipeline.run on the same frame."""
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     pipeline = reference()
     with Harness() as harness:
@@ -59,7 +59,7 @@ def test_compressed_input_16uc1_camera_size_and_optional_outputs(node_model, fra
                                                                  extrinsics, reference):
     """CompressedImage (the JPEG bytes) in; 16UC1 millimetres at the camera size out, plus the
     colour, saliency and point cloud outputs once someone subscribes to them."""
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     pipeline = reference('camera')
     params = node_params(node_model, extrinsics, image_transport='compressed',
@@ -98,7 +98,7 @@ def test_an_image_published_before_its_camera_info_still_gets_depth(node_model, 
                                                                     extrinsics, reference):
     """Under ``ros2 bag play`` an image often lands just before its CameraInfo. The node holds
     it (up to sync_wait_s) until the CameraInfo arrives instead of dropping it."""
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     image, K, cloud, stamp, _, _ = frames[0]
     radar_stamp = stamp + 10_000_000  # after the image: the radar settles it at once

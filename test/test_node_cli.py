@@ -57,7 +57,7 @@ def harness():
 def start(harness, **values):
     from rclpy.parameter import Parameter
 
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     overrides = [Parameter(name, value=value) for name, value in values.items()]
     return harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=overrides))
@@ -94,7 +94,7 @@ def test_tf_extrinsics_without_tf2_ros_explain_the_alternative(harness, node_mod
 
     if importlib.util.find_spec('tf2_ros') is not None:
         pytest.skip('tf2_ros is installed here; the no-tf2 message cannot be shown')
-    from xdrcdepth_ros.errors import XdrcDepthError
+    from xdrcdepth_ros.core.errors import XdrcDepthError
 
     with pytest.raises(XdrcDepthError, match='extrinsics_source:=parameters'):
         start(harness, model_path=str(node_model))
@@ -107,7 +107,7 @@ def test_main_returns_1_and_shuts_down_when_start_up_fails(tmp_path):
     import rclpy
 
     from ros_helpers import isolate_ros
-    from xdrcdepth_ros.node import main
+    from xdrcdepth_ros.ros.node import main
 
     isolate_ros()
     code = main(['xdrcdepth_node', '--ros-args', '--params-file', str(YAML_PATH),

@@ -1,6 +1,6 @@
 """The node's ROS-free core on real nuScenes frames and real rosbags message classes.
 
-The node and offline replay both run :mod:`xdrcdepth_ros.node_core`; these tests drive it with
+The node and offline replay both run :mod:`xdrcdepth_ros.core.frame_step`; these tests drive it with
 explicit receive times, so the CameraInfo hold and the skip rules are checked without DDS timing.
 """
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.io import typestore
 from xdrcdepth_ros.bag.messages import header
-from xdrcdepth_ros.engine import ModelMetadata
-from xdrcdepth_ros.node_core import (FrameBuilder, MessageClasses, NONFINITE_RADAR_POINTS,
-                                     output_messages, parameter_extrinsics, SkipReason)
-from xdrcdepth_ros.node_params import extrinsics_from_transform, NodeConfig
+from xdrcdepth_ros.core.engine import ModelMetadata
+from xdrcdepth_ros.core.frame_step import (FrameBuilder, MessageClasses, NONFINITE_RADAR_POINTS,
+                                           output_messages, parameter_extrinsics, SkipReason)
+from xdrcdepth_ros.core.config import extrinsics_from_transform, NodeConfig
 
 WAIT_NS = 100_000_000
 METADATA = ModelMetadata(model_name='xdrcdepth_tiny', input_height=96, input_width=192)
@@ -155,8 +155,8 @@ def test_reconfigure_keeps_the_sync_counters_of_the_replaced_assembler(messages)
 def test_output_messages_follow_the_configuration_and_serialize(messages, store, tiny_model):
     """depth + camera_info always (camera_info at the depth size), optional outputs only when
     enabled and wanted; the rosbags messages serialize (what replay writes)."""
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     builder, _, _ = make_builder(messages)
     builder.add_camera_info(messages['info'])
@@ -192,7 +192,7 @@ def test_the_shared_core_imports_neither_rclpy_nor_torch():
     import subprocess
     import sys
 
-    code = ('import sys\nimport xdrcdepth_ros.node_core, xdrcdepth_ros.node_stats\n'
+    code = ('import sys\nimport xdrcdepth_ros.core.frame_step, xdrcdepth_ros.ros.stats\n'
             'print(sorted(m for m in ("torch", "rclpy", "sensor_msgs") if m in sys.modules))')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             check=True)

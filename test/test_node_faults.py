@@ -10,7 +10,7 @@ pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS
 from ros_helpers import (cloud_msg, depth_array, extrinsics, frames, Harness,  # noqa: E402
                          header, node_model, node_params, reference, reference_frame, Rig)
 
-from xdrcdepth_ros import conversions  # noqa: E402
+from xdrcdepth_ros.core import conversions  # noqa: E402
 
 pytestmark = pytest.mark.ros
 __all__ = ['node_model', 'frames', 'extrinsics', 'reference']  # fixtures used by name
@@ -70,7 +70,7 @@ def test_malformed_messages_are_skipped_and_counted_while_good_frames_flow(
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, PointField
 
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     params = node_params(node_model, extrinsics, diagnostics_period_s=0.5)
     with Harness() as harness:

@@ -14,7 +14,7 @@ pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros] or a ROS
 from ros_helpers import (camera_info_msg, extrinsics, frames, Harness, image_msg,  # noqa: E402
                          node_model, node_params, TIMEOUT)
 
-from xdrcdepth_ros import conversions  # noqa: E402
+from xdrcdepth_ros.core import conversions  # noqa: E402
 
 pytestmark = pytest.mark.ros
 __all__ = ['node_model', 'frames', 'extrinsics']  # fixtures, used by name
@@ -27,8 +27,8 @@ FIFO_LAST_LATENCY_S = COUNT * DELAY_S - (COUNT - 1) * PERIOD_S  # 6.05 s: every 
 
 def slow_pipeline(model):
     """A real DepthPipeline whose run() first sleeps DELAY_S: scheduling is under test."""
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     class SlowPipeline(DepthPipeline):
         def run(self, frame):
@@ -46,7 +46,7 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
 
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     image, K = frames[0][:2]
     # A 0.12x camera (62 KB per image, one UDP datagram) keeps DDS traffic small; the model

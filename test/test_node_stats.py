@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from xdrcdepth_ros.node_stats import DiagnosticLevel, NodeStats
+from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
 
 SYNC = {'dropped_superseded': 3, 'frames_out': 2}
 

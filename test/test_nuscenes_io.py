@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.nuscenes_io import RADAR_FIELDS, NuScenesTables, read_lidar_bin, read_pcd
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.nuscenes_io import RADAR_FIELDS, NuScenesTables, read_lidar_bin, read_pcd
 
 devkit = pytest.importorskip('nuscenes.utils.data_classes', reason='nuscenes-devkit not installed')
 

@@ -7,7 +7,7 @@ from onnx import helper, numpy_helper, TensorProto
 import onnxruntime as ort
 import pytest
 
-from xdrcdepth_ros.onnx_passes import (
+from xdrcdepth_ros.core.onnx_passes import (
     depthwise_single_output_convs, optimize_for_cpu, split_concat_pointwise_convs,
     split_unaligned_concat_convs, subpixel_phase_kernels, subpixel_upsample_convs)
 
@@ -246,7 +246,7 @@ def test_single_output_conv_becomes_depthwise_plus_sum_and_stays_shared():
 def test_all_rewrites_on_a_real_exported_graph(tiny_model):
     """optimize_for_cpu on the exported tiny student (with the sub-pixel threshold lowered to its
     narrow decoder): onnxruntime gives the same depth and saliency as the exported file."""
-    import xdrcdepth_ros.onnx_passes as passes
+    import xdrcdepth_ros.core.onnx_passes as passes
 
     original = onnx.load(tiny_model)
     model = onnx.load(tiny_model)

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from ros_helpers import node_model
-from xdrcdepth_ros import node_params, param_docs
-from xdrcdepth_ros.geometry import transform_from_xyzw
-from xdrcdepth_ros.node_params import (check_value, engine_providers, extrinsics_from_transform,
+from xdrcdepth_ros.core import config as node_params
+from xdrcdepth_ros.ros import param_docs
+from xdrcdepth_ros.core.geometry import transform_from_xyzw
+from xdrcdepth_ros.core.config import (check_value, engine_providers, extrinsics_from_transform,
                                        NodeConfig, PARAMETER_NAMES, PARAMETERS, PROVIDERS,
                                        ParamType)
 
@@ -210,7 +211,7 @@ def running_node(node_model):
     from rclpy.parameter import Parameter
 
     from ros_helpers import Harness
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     with Harness() as harness:
         overrides = [Parameter('model_path', value=str(node_model)),
@@ -277,7 +278,7 @@ def test_the_shipped_yaml_loads_through_rcl(node_model):
     from rclpy.context import Context
 
     from ros_helpers import isolate_ros
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     isolate_ros()
     context = Context()

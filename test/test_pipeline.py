@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xdrcdepth_ros.engine import Engine
-from xdrcdepth_ros.frame import Frame, RadarSweep
-from xdrcdepth_ros.geometry import InputTransform, radar_map
-from xdrcdepth_ros.nuscenes_io import radar_xyz
-from xdrcdepth_ros.pipeline import build_radar_map, DepthPipeline, OutputSize, STAGES
+from xdrcdepth_ros.core.engine import Engine
+from xdrcdepth_ros.core.frame import Frame, RadarSweep
+from xdrcdepth_ros.core.geometry import InputTransform, radar_map
+from xdrcdepth_ros.core.nuscenes_io import radar_xyz
+from xdrcdepth_ros.core.pipeline import build_radar_map, DepthPipeline, OutputSize, STAGES
 
 RADARS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT')
 

@@ -8,18 +8,18 @@ import pytest
 import yaml
 
 from ros_helpers import RADAR_FIELDS
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
-from xdrcdepth_ros.node_core import output_topic
+from xdrcdepth_ros.core.frame_step import output_topic
 from xdrcdepth_ros.bag.nuscenes_source import static_cam_from_sensor
 from xdrcdepth_ros.bag.replay import replay_bag, resolve_params
-from xdrcdepth_ros.errors import BagError
-from xdrcdepth_ros.frame import Frame, RadarSweep
-from xdrcdepth_ros.geometry import InputTransform, transform_from_xyzw
-from xdrcdepth_ros.node_params import (defaults, extrinsics_from_transform,
+from xdrcdepth_ros.core.errors import BagError
+from xdrcdepth_ros.core.frame import Frame, RadarSweep
+from xdrcdepth_ros.core.geometry import InputTransform, transform_from_xyzw
+from xdrcdepth_ros.core.config import (defaults, extrinsics_from_transform,
                                        load_params_file)
-from xdrcdepth_ros.nuscenes_io import read_pcd
+from xdrcdepth_ros.core.nuscenes_io import read_pcd
 
 
 @pytest.fixture(scope='module')
@@ -75,8 +75,8 @@ def test_replay_depth_equals_the_pipeline_on_every_frame(replayed, input_bag, ke
                                                          tiny_model):
     """Each depth image equals DepthPipeline.run on a frame built straight from the dataset:
     sync pairing, JPEG decoding, per-scene extrinsics and K all agree, bit for bit."""
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     assert replayed.frames_in == replayed.frames_out == len(keyframes)
     assert not replayed.drops
@@ -137,7 +137,7 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
 
     from xdrcdepth_ros.bag.player import BagPlayer, pause_before_first
     from xdrcdepth_ros.bag.recorder import TopicRecorder
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     bag = tmp_path / 'scene'
     convert_nuscenes(nuscenes_root, bag, scenes=['scene-0916'], lidar=False, progress=False)

@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
-from xdrcdepth_ros.errors import SyncConfigError
-from xdrcdepth_ros.sync import FrameAssembler, RadarItem, RadarPolicy, SyncConfig, SyncedFrame
+from xdrcdepth_ros.core.errors import SyncConfigError
+from xdrcdepth_ros.core.sync import FrameAssembler, RadarItem, RadarPolicy, SyncConfig, SyncedFrame
 
 MS = 1_000_000
 T0 = 1_535_639_721_000 * MS  # a nuScenes-like epoch stamp: large ints must stay exact

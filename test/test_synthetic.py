@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xdrcdepth_ros import geometry
+from xdrcdepth_ros.core import geometry
 from xdrcdepth_ros.data import augment, render_scene, Sample, SyntheticDataset
 from xdrcdepth_ros.data.augmentation import crop, hflip, jitter_colors
 from xdrcdepth_ros.data.cache import load_sample, save_sample
@@ -253,7 +253,7 @@ def test_cache_round_trip(tmp_path, samples):
                                   samples[0].meta['radar_all_fields']['vy'])
     assert back.meta['seed'] == 0 and back.radar_channels == samples[0].radar_channels
     (tmp_path / 'bad.npz').write_bytes(path.read_bytes()[:100])
-    from xdrcdepth_ros.errors import DatasetError
+    from xdrcdepth_ros.core.errors import DatasetError
     with pytest.raises(DatasetError, match='cannot read cached sample'):
         load_sample(tmp_path / 'bad.npz')
 

@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from xdrcdepth_ros.visualize import (colorize_depth, Colormap, error_map, make_panel,
-                                     radar_overlay, saliency_overlay, save_png)
+from xdrcdepth_ros.core.visualize import (colorize_depth, Colormap, error_map, make_panel,
+                                          radar_overlay, saliency_overlay, save_png)
 
 
 def test_depth_colours_use_a_fixed_metric_range_not_per_frame_min_max():
@@ -107,7 +107,7 @@ def test_bad_arguments_are_clear_errors(call, match):
 
 def test_empty_inputs_give_empty_images():
     """A frame without radar points colours an empty array; OpenCV must not be handed it."""
-    from xdrcdepth_ros import visualize
+    from xdrcdepth_ros.core import visualize
 
     assert visualize.colorize_depth(np.zeros((1, 0), np.float32), 80.0).shape == (1, 0, 3)
     assert visualize.colorize_values(np.zeros((0, 5), np.float32), 0, 1).shape == (0, 5, 3)

@@ -20,7 +20,7 @@ import argparse
 import importlib
 import sys
 
-from xdrcdepth_ros.errors import XdrcDepthError
+from xdrcdepth_ros.core.errors import XdrcDepthError
 
 # Order is the order shown in --help.
 COMMAND_MODULES = (

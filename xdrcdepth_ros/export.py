@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from xdrcdepth_ros.engine import (DEFAULT_RADAR_FIELDS, IMAGENET_MEAN, IMAGENET_STD,
-                                  METADATA_KEY, ModelMetadata, RADAR_UNITS, sidecar_path)
-from xdrcdepth_ros.geometry import DEFAULT_RADAR_CHANNELS
-from xdrcdepth_ros.errors import XdrcDepthError
-from xdrcdepth_ros.geometry import check_model_size, RadarChannel
-from xdrcdepth_ros.onnx_passes import optimize_for_cpu
+from xdrcdepth_ros.core.engine import (DEFAULT_RADAR_FIELDS, IMAGENET_MEAN, IMAGENET_STD,
+                                       METADATA_KEY, ModelMetadata, RADAR_UNITS, sidecar_path)
+from xdrcdepth_ros.core.geometry import DEFAULT_RADAR_CHANNELS
+from xdrcdepth_ros.core.errors import XdrcDepthError
+from xdrcdepth_ros.core.geometry import check_model_size, RadarChannel
+from xdrcdepth_ros.core.onnx_passes import optimize_for_cpu
 
 DEFAULT_OPSET = 18
 DEFAULT_RTOL = 1e-4
@@ -315,7 +315,7 @@ def write_fp16_copy(onnx_path: str | Path) -> Path:
     """
     import onnx
 
-    from xdrcdepth_ros.engine import read_metadata
+    from xdrcdepth_ros.core.engine import read_metadata
 
     onnx_path = Path(onnx_path)
     metadata = replace(read_metadata(onnx_path), precision='fp16')

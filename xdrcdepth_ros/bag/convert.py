@@ -34,16 +34,16 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.io import BagWriter, QOS_LATCHED, Storage
 from xdrcdepth_ros.bag.messages import header, jpeg_size, tf_message, transform_stamped
 from xdrcdepth_ros.bag.nuscenes_source import (
     BASE_FRAME, camera_info_topic, cloud_topic, collect_scenes,
     image_topic, ODOM_FRAME, raw_image_topic, SceneRecords, sensor_frame, static_cam_from_sensor)
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import transform_from_record
-from xdrcdepth_ros.node_params import extrinsics_from_transform
-from xdrcdepth_ros.nuscenes_io import read_lidar_bin, read_pcd, SensorRecord
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.geometry import transform_from_record
+from xdrcdepth_ros.core.config import extrinsics_from_transform
+from xdrcdepth_ros.core.nuscenes_io import read_lidar_bin, read_pcd, SensorRecord
 
 RADAR_CHANNELS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT', 'RADAR_BACK_LEFT',
                   'RADAR_BACK_RIGHT')

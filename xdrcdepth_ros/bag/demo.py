@@ -22,7 +22,7 @@ from xdrcdepth_ros.bag.convert import convert_nuscenes
 from xdrcdepth_ros.bag.evaluate import evaluate_bag
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
 from xdrcdepth_ros.bag.replay import bag_scenes, replay_bag
-from xdrcdepth_ros.errors import XdrcDepthError
+from xdrcdepth_ros.core.errors import XdrcDepthError
 
 BUNDLED = Path(__file__).resolve().parents[2] / 'test' / 'data' / 'nuscenes'
 BACKENDS = ('auto', 'node', 'replay')
@@ -40,7 +40,7 @@ def resolve_model(model: str | Path | None, out: Path, log: Any) -> tuple[Path, 
     randomly initialised tiny student is exported (needs torch) and the note says the depth is
     meaningless.
     """
-    from xdrcdepth_ros.node_params import default_model_path
+    from xdrcdepth_ros.core.config import default_model_path
 
     if model is not None:
         path = Path(model)
@@ -173,7 +173,7 @@ class _ProjectArgs:
 
 def report_text(summary: dict[str, Any], mean: dict[float, dict[str, float]]) -> str:
     """The short text report (report.txt and the end of the demo's output)."""
-    from xdrcdepth_ros.evaluate import format_table
+    from xdrcdepth_ros.core.evaluate import format_table
 
     metrics = summary['metrics']
 

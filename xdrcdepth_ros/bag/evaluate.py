@@ -5,7 +5,7 @@ projected into the depth image with :func:`geometry.lidar_depth_map`, using the 
 CameraInfo (``/xdrcdepth/camera_info``) and the bag's TF: ``/tf_static`` for the sensor mounts and
 ``odom → base_link`` on ``/tf`` at both stamps, so ego motion between the LiDAR and camera
 stamps is compensated exactly as nuScenes' own projection does. Metrics come from
-:mod:`xdrcdepth_ros.evaluate` (per image, then averaged; caps 50 / 70 / 80 m).
+:mod:`xdrcdepth_ros.core.evaluate` (per image, then averaged; caps 50 / 70 / 80 m).
 
 The bag is read twice: once for TF and stamps, once for the payloads a frame needs, so memory
 stays bounded by the few frames in flight.
@@ -19,14 +19,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xdrcdepth_ros import conversions
+from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.io import BagReader
-from xdrcdepth_ros.node_core import output_topic
+from xdrcdepth_ros.core.frame_step import output_topic
 from xdrcdepth_ros.bag.panels import image_in_depth_grid, render_panel
 from xdrcdepth_ros.bag.tf import TfBuffer
-from xdrcdepth_ros.errors import BagError
-from xdrcdepth_ros.evaluate import DEFAULT_CAPS, MetricAccumulator
-from xdrcdepth_ros.geometry import lidar_depth_map, radar_map
+from xdrcdepth_ros.core.errors import BagError
+from xdrcdepth_ros.core.evaluate import DEFAULT_CAPS, MetricAccumulator
+from xdrcdepth_ros.core.geometry import lidar_depth_map, radar_map
 
 _IMAGE_TYPES = ('sensor_msgs/msg/CompressedImage', 'sensor_msgs/msg/Image')
 

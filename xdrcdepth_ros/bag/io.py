@@ -3,7 +3,7 @@
 * :class:`BagWriter` never leaves a half-written bag: it writes into a hidden sibling folder and
   renames it into place only when everything succeeded.
 * :class:`BagReader` turns every ``rosbags`` failure (missing metadata, corrupt or truncated
-  storage file, undecodable message) into a :class:`~xdrcdepth_ros.errors.BagError` that names
+  storage file, undecodable message) into a :class:`~xdrcdepth_ros.core.errors.BagError` that names
   the bag and, where known, the topic.
 
 Stamps are int nanoseconds, as in ``rosbags``. Messages are serialised as little-endian CDR, the
@@ -27,7 +27,7 @@ from rosbags.interfaces import (
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
-from xdrcdepth_ros.errors import BagError
+from xdrcdepth_ros.core.errors import BagError
 
 _ZERO = QosTime(0, 0)
 QOS_RELIABLE = Qos(QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurability.VOLATILE,

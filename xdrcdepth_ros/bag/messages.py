@@ -1,7 +1,7 @@
 """Small ``rosbags`` message helpers the bag tools need beyond ``conversions``.
 
 Image, CompressedImage, CameraInfo and PointCloud2 building lives in
-:mod:`xdrcdepth_ros.conversions` (shared with the node); this module adds headers, transforms
+:mod:`xdrcdepth_ros.core.conversions` (shared with the node); this module adds headers, transforms
 and reading a JPEG's size without decoding it.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from xdrcdepth_ros.conversions import ns_to_stamp
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.node_params import extrinsics_from_transform
+from xdrcdepth_ros.core.conversions import ns_to_stamp
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.config import extrinsics_from_transform
 
 
 def ros_time(store: Any, stamp_ns: int) -> Any:

@@ -18,8 +18,8 @@ import yaml
 
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
 from xdrcdepth_ros.bag.replay import latency_summary
-from xdrcdepth_ros.node_core import output_topic, OUTPUT_TYPES
-from xdrcdepth_ros.node_params import load_params_file, NodeConfig
+from xdrcdepth_ros.core.frame_step import output_topic, OUTPUT_TYPES
+from xdrcdepth_ros.core.config import load_params_file, NodeConfig
 
 
 @dataclass
@@ -50,7 +50,7 @@ def rclpy_available() -> bool:
         import rclpy  # noqa: F401
         import sensor_msgs.msg  # noqa: F401
 
-        import xdrcdepth_ros.node  # noqa: F401
+        import xdrcdepth_ros.ros.node  # noqa: F401
     except ImportError:
         return False
     return True
@@ -83,7 +83,7 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
     from rclpy.context import Context
 
     from xdrcdepth_ros.bag.recorder import TopicRecorder
-    from xdrcdepth_ros.node import XdrcDepthNode
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
 
     started = time.perf_counter()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')

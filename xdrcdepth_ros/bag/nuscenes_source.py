@@ -1,6 +1,6 @@
 """Which nuScenes sensor files go into a bag, in time order, and what ROS frames they get.
 
-Works from the JSON tables alone (:class:`~xdrcdepth_ros.nuscenes_io.NuScenesTables`), so the
+Works from the JSON tables alone (:class:`~xdrcdepth_ros.core.nuscenes_io.NuScenesTables`), so the
 bundled extract (no map PNGs, which nuscenes-devkit's ``NuScenes`` class requires) and full
 v1.0-mini/trainval downloads go through the same code. Every ``sample_data`` record of the chosen
 scenes and channels is used: keyframes and, when the dataset has them, the sweeps between them
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import invert_transform, transform_from_record
-from xdrcdepth_ros.nuscenes_io import NuScenesTables, SensorRecord
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.geometry import invert_transform, transform_from_record
+from xdrcdepth_ros.core.nuscenes_io import NuScenesTables, SensorRecord
 
 ODOM_FRAME = 'odom'
 BASE_FRAME = 'base_link'

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from xdrcdepth_ros import visualize
+from xdrcdepth_ros.core import visualize
 
 MAX_TILE_WIDTH = 640
 """Tiles wider than this are shrunk (a camera-size panel would be 8000 px wide)."""

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from xdrcdepth_ros.bag.io import BagMessage, BagReader
-from xdrcdepth_ros.errors import BagError
+from xdrcdepth_ros.core.errors import BagError
 
 
 def ros_message_class(msgtype: str) -> Any | None:

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 from xdrcdepth_ros.bag.io import BagWriter, typestore
-from xdrcdepth_ros.conversions import stamp_to_ns
+from xdrcdepth_ros.core.conversions import stamp_to_ns
 from xdrcdepth_ros.bag.player import ros_message_class
-from xdrcdepth_ros.errors import BagError
+from xdrcdepth_ros.core.errors import BagError
 
 
 class TopicRecorder:

@@ -1,11 +1,11 @@
 """Offline replay: the node's conversions → sync → pipeline → outputs on a bag, without ROS.
 
-Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.sync.FrameAssembler`
+Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.core.sync.FrameAssembler`
 the node uses, with bag time as the clock: before each message whose bag time is later than the
 previous one, every frame that is ready at that time is processed (the node's worker polls
 continuously, so it sees the same state). Messages are paired, decoded and skipped by the
-node's own :class:`~xdrcdepth_ros.node_core.FrameBuilder` and outputs built by its
-:func:`~xdrcdepth_ros.node_core.output_messages`, then written to a new bag under the node's
+node's own :class:`~xdrcdepth_ros.core.frame_step.FrameBuilder` and outputs built by its
+:func:`~xdrcdepth_ros.core.frame_step.output_messages`, then written to a new bag under the node's
 topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
 result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
 
@@ -29,10 +29,10 @@ import yaml
 
 from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
 from xdrcdepth_ros.bag.tf import TfBuffer
-from xdrcdepth_ros.errors import BagError
-from xdrcdepth_ros.node_core import (Extrinsics, FrameBuilder, MessageClasses, output_messages,
-                                     output_topic, parameter_extrinsics, SkipReason)
-from xdrcdepth_ros.node_params import (defaults, engine_providers, load_params_file, NodeConfig,
+from xdrcdepth_ros.core.errors import BagError
+from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameBuilder, MessageClasses, output_messages,
+                                           output_topic, parameter_extrinsics, SkipReason)
+from xdrcdepth_ros.core.config import (defaults, engine_providers, load_params_file, NodeConfig,
                                        resolve_model_path)
 
 SCENES_KEY = 'xdrcdepth.scenes'
@@ -178,8 +178,8 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
     """
     from tqdm import tqdm
 
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     started = time.perf_counter()
     bag = Path(bag)

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from xdrcdepth_ros.conversions import stamp_to_ns
-from xdrcdepth_ros.geometry import invert_transform, transform_from_xyzw
+from xdrcdepth_ros.core.conversions import stamp_to_ns
+from xdrcdepth_ros.core.geometry import invert_transform, transform_from_xyzw
 
 
 def transform_of(msg: Any) -> np.ndarray:

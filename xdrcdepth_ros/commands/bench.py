@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xdrcdepth_ros.pipeline import STAGES
+from xdrcdepth_ros.core.pipeline import STAGES
 
 DEFAULT_DATAROOT = Path(__file__).resolve().parents[2] / 'test' / 'data' / 'nuscenes'
 RADARS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT')
@@ -97,8 +97,8 @@ def _other_load(start: tuple[float, float, float] | None) -> float | None:
 
 def _frames(dataroot: Path, radar_fields: tuple[str, ...]) -> list[Any]:
     """The keyframes as pipeline Frames: CAM_FRONT + the three front radars."""
-    from xdrcdepth_ros.frame import Frame, RadarSweep
-    from xdrcdepth_ros.nuscenes_io import NuScenesTables, radar_xyz
+    from xdrcdepth_ros.core.frame import Frame, RadarSweep
+    from xdrcdepth_ros.core.nuscenes_io import NuScenesTables, radar_xyz
 
     if not dataroot.is_dir():
         raise FileNotFoundError(f'no nuScenes frames at {dataroot}; pass --dataroot')
@@ -125,12 +125,12 @@ def _size(args: argparse.Namespace, model: Path | None) -> tuple[int, int]:
     if (args.height is None) != (args.width is None):
         raise ValueError('give both --height and --width, or neither')
     if args.height is not None:
-        from xdrcdepth_ros.geometry import check_model_size
+        from xdrcdepth_ros.core.geometry import check_model_size
 
         check_model_size(args.height, args.width)
         return args.height, args.width
     if model is not None:
-        from xdrcdepth_ros.engine import read_metadata
+        from xdrcdepth_ros.core.engine import read_metadata
 
         meta = read_metadata(model)
         return meta.input_height, meta.input_width
@@ -177,12 +177,12 @@ def run(args: argparse.Namespace) -> int:
     """Benchmark and print the report; returns 0."""
     from tqdm import tqdm
 
-    from xdrcdepth_ros.engine import Engine
-    from xdrcdepth_ros.pipeline import DepthPipeline
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     if args.iterations < 1 or args.warmup < 0 or args.threads < 0:
         raise ValueError('--iterations must be >= 1, --warmup and --threads >= 0')
-    from xdrcdepth_ros.node_params import default_model_path
+    from xdrcdepth_ros.core.config import default_model_path
 
     shipped = default_model_path()
     model_path = Path(args.model) if args.model else (shipped if shipped.is_file() else None)
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix='xdrcdepth_bench_')))
         student_torch, source = None, 'file'
         if model_path is not None:
-            from xdrcdepth_ros.engine import read_metadata
+            from xdrcdepth_ros.core.engine import read_metadata
 
             meta = read_metadata(model_path)
             if (meta.input_height, meta.input_width) != (height, width):

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the table (or JSON); returns 0."""
     from xdrcdepth_ros.bag.evaluate import evaluate_bag
-    from xdrcdepth_ros.evaluate import format_table
+    from xdrcdepth_ros.core.evaluate import format_table
 
     panels = None
     if not args.no_panels:

@@ -70,7 +70,7 @@ def _predictor(args: argparse.Namespace, samples: list[dict]) -> Callable[[dict]
             return lambda s: baselines.constant_depth(s['image'].shape[:2], median)
         return lambda s: baselines.radar_nearest(s['radar'][0], median)
     if args.onnx:
-        from xdrcdepth_ros.engine import Engine
+        from xdrcdepth_ros.core.engine import Engine
 
         engine = Engine(args.onnx, providers=['cpu'])
         return lambda s: engine.run(s['image'], s['radar'])[0]
@@ -96,7 +96,7 @@ def evaluate_samples(samples: Iterable[dict], predict: Callable[[dict], np.ndarr
     """``MetricAccumulator.summary()`` of ``predict`` over sample arrays."""
     from tqdm import tqdm
 
-    from xdrcdepth_ros.evaluate import MetricAccumulator
+    from xdrcdepth_ros.core.evaluate import MetricAccumulator
 
     acc = MetricAccumulator()
     for sample in tqdm(list(samples), desc='evaluate', leave=False):
@@ -106,7 +106,7 @@ def evaluate_samples(samples: Iterable[dict], predict: Callable[[dict], np.ndarr
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metric table (or JSON). Returns the exit code."""
-    from xdrcdepth_ros.evaluate import format_table
+    from xdrcdepth_ros.core.evaluate import format_table
     from xdrcdepth_ros.train.batches import sample_arrays
 
     if not args.split:

@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     """Start the node and spin until Ctrl-C; returns its exit code."""
     argv = ros_arguments(args.params_file, list(getattr(args, 'extra', [])))
     try:
-        from xdrcdepth_ros.node import main
+        from xdrcdepth_ros.ros.node import main
     except ImportError as err:
-        from xdrcdepth_ros.errors import XdrcDepthError
+        from xdrcdepth_ros.core.errors import XdrcDepthError
 
         raise XdrcDepthError(f'the node needs rclpy and the ROS 2 message packages ({err}); '
                              "install them with pip install -e '.[ros]' or source a ROS 2 "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from xdrcdepth_ros.nuscenes_io import Keyframe
+    from xdrcdepth_ros.core.nuscenes_io import Keyframe
 
 EXAMPLES = """examples:
   xdrcdepth project
@@ -53,8 +53,8 @@ def projection_tile(keyframe: 'Keyframe', radars: tuple[str, ...]) -> tuple['np.
     import cv2
     import numpy as np
 
-    from xdrcdepth_ros import visualize
-    from xdrcdepth_ros.geometry import InputTransform, lidar_depth_map, radar_map
+    from xdrcdepth_ros.core import visualize
+    from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map, radar_map
 
     image = keyframe.read_image()
     fit = InputTransform.fit(image.shape[1], image.shape[0], TILE_WIDTH, TILE_HEIGHT,
@@ -87,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     """Write the projection panel; returns 0."""
     from tqdm import tqdm
 
-    from xdrcdepth_ros import visualize
+    from xdrcdepth_ros.core import visualize
     from xdrcdepth_ros.bag.convert import RADAR_CHANNELS
-    from xdrcdepth_ros.errors import DatasetError
-    from xdrcdepth_ros.nuscenes_io import NuScenesTables
+    from xdrcdepth_ros.core.errors import DatasetError
+    from xdrcdepth_ros.core.nuscenes_io import NuScenesTables
 
     if args.max_frames < 1:
         raise ValueError(f'--max-frames must be at least 1, got {args.max_frames}')

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from xdrcdepth_ros.data.sample import Sample
-from xdrcdepth_ros.errors import DatasetError
+from xdrcdepth_ros.core.errors import DatasetError
 
 _FIELDS = ('image', 'radar', 'gt_sparse', 'gt_dense', 'K')
 _META_PREFIX = 'meta/'

@@ -13,7 +13,7 @@ Per keyframe:
 * ``gt_dense``: optionally ``lidar_scans`` neighbouring scans accumulated
   (:mod:`nuscenes_gt`) and optionally densified by linear interpolation; zeros otherwise.
 
-Files are read with :mod:`xdrcdepth_ros.nuscenes_io`, which works for any table version
+Files are read with :mod:`xdrcdepth_ros.core.nuscenes_io`, which works for any table version
 (v1.0-mini, -trainval, -test and small extracts such as ``test/data/nuscenes``). The official
 scene splits come from nuscenes-devkit (``nuscenes.utils.splits``) when it is installed.
 """
@@ -30,9 +30,9 @@ from xdrcdepth_ros.data.cache import load_sample, save_sample
 from xdrcdepth_ros.data.nuscenes_gt import LidarAccumulator
 from xdrcdepth_ros.data.resample import densify as densify_depth
 from xdrcdepth_ros.data.sample import Sample
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import InputTransform, lidar_depth_map, radar_map
-from xdrcdepth_ros.nuscenes_io import Keyframe, NuScenesTables, radar_xyz, RADAR_FIELDS
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map, radar_map
+from xdrcdepth_ros.core.nuscenes_io import Keyframe, NuScenesTables, radar_xyz, RADAR_FIELDS
 
 _RADAR_FIELD_NAMES = tuple(name for name, _ in RADAR_FIELDS)
 #: Split names of a mini version, by the generic name.

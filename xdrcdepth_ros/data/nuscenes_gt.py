@@ -16,9 +16,9 @@ import json
 
 import numpy as np
 
-from xdrcdepth_ros.geometry import (nuscenes_cam_from_sensor, transform_from_record,
-                                     transform_from_wxyz)
-from xdrcdepth_ros.nuscenes_io import Keyframe, NuScenesTables, read_lidar_bin
+from xdrcdepth_ros.core.geometry import (nuscenes_cam_from_sensor, transform_from_record,
+                                         transform_from_wxyz)
+from xdrcdepth_ros.core.nuscenes_io import Keyframe, NuScenesTables, read_lidar_bin
 
 #: Category prefixes whose boxes are removed from the non-reference scans.
 DYNAMIC_PREFIXES: tuple[str, ...] = ('vehicle.', 'human.', 'animal')

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdrcdepth_ros.geometry import InputTransform, rasterize_nearest
+from xdrcdepth_ros.core.geometry import InputTransform, rasterize_nearest
 
 
 def transform_pixels(uv: np.ndarray, transform: InputTransform) -> np.ndarray:

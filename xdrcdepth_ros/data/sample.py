@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xdrcdepth_ros.geometry import DEFAULT_RADAR_CHANNELS
+from xdrcdepth_ros.core.geometry import DEFAULT_RADAR_CHANNELS
 
 #: Radar map channel names of the default model input: depth, RCS, vx, vy.
 DEFAULT_CHANNEL_NAMES: tuple[str, ...] = tuple(c.value for c in DEFAULT_RADAR_CHANNELS)
@@ -21,7 +21,7 @@ class Sample:
 
     Attributes:
         image: (H, W, 3) uint8 RGB.
-        radar: (C, H, W) float32 radar map from :func:`xdrcdepth_ros.geometry.radar_map`:
+        radar: (C, H, W) float32 radar map from :func:`xdrcdepth_ros.core.geometry.radar_map`:
             channel 0 camera-frame depth (m), then ``radar_channels[1:]``; 0 where empty.
         gt_sparse: (H, W) float32 single-scan LiDAR(-like) depth in metres, 0 = no return.
         gt_dense: (H, W) float32 denser supervision in metres, 0 = none (synthetic: exact depth

@@ -31,7 +31,7 @@ from xdrcdepth_ros.data.synthetic_render import render
 from xdrcdepth_ros.data.synthetic_scene import generate_scene
 from xdrcdepth_ros.data.synthetic_sensors import (
     RADAR_FIELD_NAMES, RadarModel, simulate_lidar, simulate_radar)
-from xdrcdepth_ros.geometry import InputTransform, lidar_depth_map, radar_map
+from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map, radar_map
 
 #: nuScenes CAM_FRONT-like intrinsics at 1600 x 900 (fx = fy, principal point off-centre).
 NUSCENES_LIKE_K = np.array([[1266.417, 0.0, 816.267], [0.0, 1266.417, 491.507], [0.0, 0.0, 1.0]])

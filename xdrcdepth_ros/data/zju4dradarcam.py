@@ -24,8 +24,8 @@ import numpy as np
 
 from xdrcdepth_ros.data.resample import rasterize_pixels, resample_dense, resample_sparse
 from xdrcdepth_ros.data.sample import Sample
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import InputTransform
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.geometry import InputTransform
 
 SPLITS: tuple[str, ...] = ('train', 'val', 'test', 'full')
 DEPTH_PNG_SCALE = 256.0

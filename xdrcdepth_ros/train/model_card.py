@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xdrcdepth_ros.evaluate import MetricAccumulator
+from xdrcdepth_ros.core.evaluate import MetricAccumulator
 from xdrcdepth_ros.train import baselines
 from xdrcdepth_ros.train.batches import sample_arrays
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print(markdown(json.loads(Path(args.out).read_text())))
         return 0
-    from xdrcdepth_ros.engine import Engine
+    from xdrcdepth_ros.core.engine import Engine
 
     results: dict[str, Any] = {'model': Path(args.model).name}
     for threads in (1, 2):

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from xdrcdepth_ros.evaluate import MetricAccumulator
+from xdrcdepth_ros.core.evaluate import MetricAccumulator
 from xdrcdepth_ros.train import losses
 from xdrcdepth_ros.train.batches import CropDataset, StepSampler, build_dataset
 from xdrcdepth_ros.train.config import TrainConfig, save_config

@@ -11,7 +11,7 @@ from typing import Any, Protocol, TYPE_CHECKING
 
 import numpy as np
 
-from xdrcdepth_ros.errors import ConversionError
+from xdrcdepth_ros.core.errors import ConversionError
 
 if TYPE_CHECKING:
     class StampMsg(Protocol):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xdrcdepth_ros.errors import ConversionError
-from xdrcdepth_ros.geometry import check_intrinsics
+from xdrcdepth_ros.core.errors import ConversionError
+from xdrcdepth_ros.core.geometry import check_intrinsics
 
 
 def depth_to_image_array(depth_m: np.ndarray, encoding: str = '32FC1') -> np.ndarray:

@@ -6,9 +6,9 @@ from typing import Any, Protocol, TYPE_CHECKING
 
 import numpy as np
 
-from xdrcdepth_ros.conversions._common import _construct, _float_sequence, _readonly
-from xdrcdepth_ros.errors import ConversionError
-from xdrcdepth_ros.geometry import check_intrinsics
+from xdrcdepth_ros.core.conversions._common import _construct, _float_sequence, _readonly
+from xdrcdepth_ros.core.errors import ConversionError
+from xdrcdepth_ros.core.geometry import check_intrinsics
 
 if TYPE_CHECKING:
     class CameraInfoMsg(Protocol):

@@ -22,8 +22,8 @@ import warnings
 
 import numpy as np
 
-from xdrcdepth_ros.errors import MetadataError, ModelFileError
-from xdrcdepth_ros.model_metadata import (  # re-exported: callers import them from here too
+from xdrcdepth_ros.core.errors import MetadataError, ModelFileError
+from xdrcdepth_ros.core.model_metadata import (  # re-exported: callers import them from here too
     DEFAULT_RADAR_FIELDS, FORMAT_VERSION, IMAGE_TENSOR_TYPES, IMAGENET_MEAN, IMAGENET_STD,
     METADATA_KEY, ModelMetadata, RADAR_UNITS, sidecar_path)
 

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from xdrcdepth_ros.errors import DatasetError
-from xdrcdepth_ros.geometry import nuscenes_cam_from_sensor
+from xdrcdepth_ros.core.errors import DatasetError
+from xdrcdepth_ros.core.geometry import nuscenes_cam_from_sensor
 
 # Continental ARS408 fields in nuScenes radar PCDs, with their native types.
 RADAR_FIELDS: tuple[tuple[str, str], ...] = (

@@ -1,8 +1,8 @@
 """Documents rendered from the node's parameter table: the JSON Schema and the README table.
 
 ``config/xdrcdepth.schema.json`` and ``docs/node.md`` are generated from
-:data:`xdrcdepth_ros.node_params.PARAMETERS`; ``test/test_params.py`` keeps them equal.
-Regenerate with ``python -m xdrcdepth_ros.param_docs``.
+:data:`xdrcdepth_ros.core.config.PARAMETERS`; ``test/test_params.py`` keeps them equal.
+Regenerate with ``python -m xdrcdepth_ros.ros.param_docs``.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from xdrcdepth_ros.node_params import PARAMETER_NAMES, PARAMETERS, ParamSpec, ParamType
+from xdrcdepth_ros.core.config import PARAMETER_NAMES, PARAMETERS, ParamSpec, ParamType
 
 _JSON_TYPES = {
     ParamType.BOOL: 'boolean', ParamType.INTEGER: 'integer', ParamType.DOUBLE: 'number',
@@ -81,7 +81,7 @@ def markdown_table() -> str:
 
 NODE_DOC_HEADER = """# The xdrcdepth node: parameters
 
-Generated from `xdrcdepth_ros/node_params.py` by `python -m xdrcdepth_ros.param_docs`; the same
+Generated from `xdrcdepth_ros/core/config.py` by `python -m xdrcdepth_ros.ros.param_docs`; the same
 table renders `config/xdrcdepth.schema.json`, and `test/test_params.py` keeps YAML, schema,
 declarations and this page equal. Read-only parameters are used at start-up only; the others can be
 changed at run time with `ros2 param set /xdrcdepth NAME VALUE` (invalid values are rejected with
@@ -97,4 +97,4 @@ def write_docs(root: Path) -> None:
 
 
 if __name__ == '__main__':
-    write_docs(Path(__file__).resolve().parents[1])
+    write_docs(Path(__file__).resolve().parents[2])

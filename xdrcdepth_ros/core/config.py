@@ -2,7 +2,7 @@
 
 ROS-free on purpose: ``node.py`` turns :data:`PARAMETERS` into ``ParameterDescriptor`` s, the
 tests compare the table with ``config/xdrcdepth.yaml`` and ``config/xdrcdepth.schema.json``, and
-:func:`xdrcdepth_ros.param_docs.json_schema` renders the schema, so the three cannot drift apart unnoticed.
+:func:`xdrcdepth_ros.ros.param_docs.json_schema` renders the schema, so the three cannot drift apart unnoticed.
 
 Units are in the names where they are not obvious: ``*_s`` is seconds, ``*_m`` is metres.
 """
@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from xdrcdepth_ros.geometry import transform_from_xyzw
-from xdrcdepth_ros.sync import SyncConfig
+from xdrcdepth_ros.core.geometry import transform_from_xyzw
+from xdrcdepth_ros.core.sync import SyncConfig
 
 DEFAULT_MODEL_NAME = 'xdrcdepth_student.onnx'
 EXTRINSICS_PER_RADAR = 7
@@ -420,7 +420,7 @@ def default_model_path() -> Path:
             return share
     except (ImportError, LookupError, OSError, ValueError):
         pass  # not installed through colcon/ament: fall back to the source checkout
-    return Path(__file__).resolve().parents[1] / 'models' / DEFAULT_MODEL_NAME
+    return Path(__file__).resolve().parents[2] / 'models' / DEFAULT_MODEL_NAME
 
 
 def resolve_model_path(model_path: str) -> Path:

@@ -5,8 +5,8 @@ from typing import Any, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
-from xdrcdepth_ros.conversions._common import _construct, _data_bytes, _pack_bytes, _readonly
-from xdrcdepth_ros.errors import ConversionError
+from xdrcdepth_ros.core.conversions._common import _construct, _data_bytes, _pack_bytes, _readonly
+from xdrcdepth_ros.core.errors import ConversionError
 
 if TYPE_CHECKING:
     class PointFieldMsg(Protocol):

@@ -19,12 +19,12 @@ from typing import Mapping, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
-from xdrcdepth_ros.frame import Frame
-from xdrcdepth_ros.geometry import (check_intrinsics, check_transform, DEFAULT_RADAR_CHANNELS,
-                                    InputTransform, radar_map, RadarChannel)
+from xdrcdepth_ros.core.frame import Frame
+from xdrcdepth_ros.core.geometry import (check_intrinsics, check_transform, DEFAULT_RADAR_CHANNELS,
+                                         InputTransform, radar_map, RadarChannel)
 
 if TYPE_CHECKING:
-    from xdrcdepth_ros.engine import ModelMetadata
+    from xdrcdepth_ros.core.engine import ModelMetadata
 
 STAGES = ('preprocess', 'engine', 'postprocess')
 

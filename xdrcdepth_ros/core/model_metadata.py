@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from xdrcdepth_ros.errors import MetadataError
-from xdrcdepth_ros.geometry import check_model_size, RadarChannel
+from xdrcdepth_ros.core.errors import MetadataError
+from xdrcdepth_ros.core.geometry import check_model_size, RadarChannel
 
 FORMAT_VERSION = 1
 METADATA_KEY = 'xdrcdepth'

@@ -1,6 +1,6 @@
 """The ``xdrcdepth`` ROS 2 node: camera + radar messages in, dense metric depth out.
 
-Thin on purpose: :mod:`xdrcdepth_ros.node_core` pairs, caches and decodes the messages
+Thin on purpose: :mod:`xdrcdepth_ros.core.frame_step` pairs, caches and decodes the messages
 (``FrameBuilder``) and builds the output messages (``output_messages``), :class:`DepthPipeline`
 computes depth; offline replay runs the same code. This module wires them to rclpy.
 Subscription callbacks only stamp and buffer the raw messages. One worker thread takes the newest
@@ -33,15 +33,15 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from xdrcdepth_ros.errors import XdrcDepthError
-from xdrcdepth_ros.geometry import transform_from_xyzw
-from xdrcdepth_ros.node_core import (BuiltFrame, Extrinsics, FrameBuilder, MessageClasses,
-                                     NODE_NAME, output_messages, parameter_extrinsics,
-                                     SkipReason)
-from xdrcdepth_ros.node_params import (check_value, engine_providers, NodeConfig, PARAMETERS,
+from xdrcdepth_ros.core.errors import XdrcDepthError
+from xdrcdepth_ros.core.geometry import transform_from_xyzw
+from xdrcdepth_ros.core.frame_step import (BuiltFrame, Extrinsics, FrameBuilder, MessageClasses,
+                                           NODE_NAME, output_messages, parameter_extrinsics,
+                                           SkipReason)
+from xdrcdepth_ros.core.config import (check_value, engine_providers, NodeConfig, PARAMETERS,
                                        ParamSpec, ParamType, resolve_model_path)
-from xdrcdepth_ros.node_stats import DiagnosticLevel, NodeStats
-from xdrcdepth_ros.sync import SyncedFrame
+from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
+from xdrcdepth_ros.core.sync import SyncedFrame
 
 __all__ = ['DiagnosticLevel', 'main', 'NODE_NAME', 'NodeStats', 'TfExtrinsics', 'XdrcDepthNode']
 _ROS_TYPES = {
@@ -104,7 +104,7 @@ class XdrcDepthNode(Node):
     """Camera + radar dense depth node (see the module docstring for topics).
 
     Args:
-        pipeline: a ready :class:`~xdrcdepth_ros.pipeline.DepthPipeline` (tests inject one);
+        pipeline: a ready :class:`~xdrcdepth_ros.core.pipeline.DepthPipeline` (tests inject one);
             default: built from ``model_path``, ``providers`` and ``output_size``.
         node_name: ROS node name.
         **kwargs: passed to :class:`rclpy.node.Node` (``namespace``, ``context``,
@@ -163,8 +163,8 @@ class XdrcDepthNode(Node):
     # ------------------------------------------------------------------------- set-up
 
     def _load_pipeline(self) -> Any:
-        from xdrcdepth_ros.engine import Engine
-        from xdrcdepth_ros.pipeline import DepthPipeline
+        from xdrcdepth_ros.core.engine import Engine
+        from xdrcdepth_ros.core.pipeline import DepthPipeline
 
         config = self.config
         engine = Engine(resolve_model_path(config.model_path),

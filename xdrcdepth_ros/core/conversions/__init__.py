@@ -19,14 +19,14 @@ package; the module layout is not part of the API.
 """
 from __future__ import annotations
 
-from xdrcdepth_ros.conversions._common import ns_to_stamp, stamp_to_ns
-from xdrcdepth_ros.conversions.camera_info import (
+from xdrcdepth_ros.core.conversions._common import ns_to_stamp, stamp_to_ns
+from xdrcdepth_ros.core.conversions.camera_info import (
     camera_info_to_model,
     CameraModel,
     make_camera_info,
 )
-from xdrcdepth_ros.conversions.depth import depth_to_image_array, depth_to_points
-from xdrcdepth_ros.conversions.image import (
+from xdrcdepth_ros.core.conversions.depth import depth_to_image_array, depth_to_points
+from xdrcdepth_ros.core.conversions.image import (
     compressed_to_rgb,
     encoding_layout,
     image_to_array,
@@ -34,7 +34,7 @@ from xdrcdepth_ros.conversions.image import (
     make_compressed_image,
     make_image,
 )
-from xdrcdepth_ros.conversions.pointcloud import (
+from xdrcdepth_ros.core.conversions.pointcloud import (
     array_to_pointcloud2_fields,
     make_pointcloud2,
     POINT_FIELD_DTYPES,
@@ -42,7 +42,7 @@ from xdrcdepth_ros.conversions.pointcloud import (
     pointcloud2_to_array,
     xyz_cloud_array,
 )
-from xdrcdepth_ros.conversions.radar import (
+from xdrcdepth_ros.core.conversions.radar import (
     missing_radar_fields,
     radar_from_cloud,
     RadarFieldMap,

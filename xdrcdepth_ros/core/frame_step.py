@@ -1,13 +1,13 @@
 """The node's processing without ROS: messages → :class:`Frame`; a DepthResult → messages.
 
-Shared by the rclpy node (:mod:`xdrcdepth_ros.node`) and offline replay
+Shared by the rclpy node (:mod:`xdrcdepth_ros.ros.node`) and offline replay
 (:mod:`xdrcdepth_ros.bag.replay`), so both use the same conversions, sync and skip rules, and
 publish the same messages; a test keeps their depth bit-identical on one bag. Nothing here
 imports rclpy: message *classes* are passed in (rclpy or ``rosbags`` ones, as for the builders
-in :mod:`~xdrcdepth_ros.conversions`), and every message is read by duck typing.
+in :mod:`~xdrcdepth_ros.core.conversions`), and every message is read by duck typing.
 
 Flow: :class:`FrameBuilder` buffers images and radar sweeps in a
-:class:`~xdrcdepth_ros.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out synced
+:class:`~xdrcdepth_ros.core.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out synced
 sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`); the caller runs
 the pipeline and turns its result into output messages with :func:`output_messages`.
 
@@ -26,14 +26,14 @@ from typing import Any, Callable, NamedTuple, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
 
-from xdrcdepth_ros import conversions, visualize
-from xdrcdepth_ros.errors import XdrcDepthError
-from xdrcdepth_ros.frame import Frame, RadarSweep
-from xdrcdepth_ros.node_params import NodeConfig
-from xdrcdepth_ros.sync import FrameAssembler, SyncedFrame
+from xdrcdepth_ros.core import conversions, visualize
+from xdrcdepth_ros.core.errors import XdrcDepthError
+from xdrcdepth_ros.core.frame import Frame, RadarSweep
+from xdrcdepth_ros.core.config import NodeConfig
+from xdrcdepth_ros.core.sync import FrameAssembler, SyncedFrame
 
 if TYPE_CHECKING:
-    from xdrcdepth_ros.pipeline import DepthResult
+    from xdrcdepth_ros.core.pipeline import DepthResult
 
 NODE_NAME = 'xdrcdepth'
 OUTPUT_TYPES = {

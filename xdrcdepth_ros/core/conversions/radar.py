@@ -7,10 +7,10 @@ import threading
 
 import numpy as np
 
-from xdrcdepth_ros.errors import ConversionError
+from xdrcdepth_ros.core.errors import ConversionError
 
 # The package's name, not this module's: log records keep the name they had before the split.
-_LOG = logging.getLogger('xdrcdepth_ros.conversions')
+_LOG = logging.getLogger('xdrcdepth_ros.core.conversions')
 
 
 @dataclass(frozen=True)
