@@ -132,28 +132,25 @@ def run(model: Path, frames: int, intra_op_threads: int, providers: list[str] | 
                 assembler.add_image(stamp, image, time.monotonic_ns())
                 synced = assembler.take(time.monotonic_ns())
                 synced_at = time.perf_counter_ns()
-                frame, camera, header = node.build_frame(synced)
-                decoded = time.perf_counter_ns()
-                result = node.pipeline.run(frame)
-                piped = time.perf_counter_ns()
-                node.publish_result(result, camera, header)
-                done = time.perf_counter_ns()
+                output = node.step.run(synced, wanted=node.wanted)  # the worker's own calls
+                publish_ms = output.timings_ms['outputs'] + node.publish(output)
                 jpeg_start = time.perf_counter_ns()
                 conversions.compressed_to_rgb(type('Jpeg', (), {'format': 'jpeg', 'data': jpeg}))
                 jpeg_ms = (time.perf_counter_ns() - jpeg_start) / 1e6
                 # The two biggest parts of the overhead, timed again on their own.
                 resize_start = time.perf_counter_ns()
-                node.pipeline.transform_for(1600, 900).apply_to_image(frame.image)
+                node.pipeline.transform_for(1600, 900).apply_to_image(
+                    conversions.image_to_array(image))
+                depth = conversions.image_to_array(dict(output.messages)['depth'])
                 colorize_start = time.perf_counter_ns()
-                visualize.colorize_depth(result.depth, node.pipeline.max_depth)
+                visualize.colorize_depth(depth, node.pipeline.max_depth)
                 colorize_end = time.perf_counter_ns()
                 if index < 2:
                     continue  # warm-up: first allocations, transform cache, DDS matching
-                for stage, value in (('sync', synced_at - start),
-                                     ('decode', decoded - synced_at), ('publish', done - piped)):
-                    times[stage].append(value / 1e6)
-                for stage in ('preprocess', 'postprocess', 'engine'):
-                    times[stage].append(result.timings_ms[stage])
+                times['sync'].append((synced_at - start) / 1e6)
+                times['publish'].append(publish_ms)
+                for stage in ('decode', 'preprocess', 'postprocess', 'engine'):
+                    times[stage].append(output.timings_ms[stage])
                 times['jpeg'].append(jpeg_ms)
                 times['resize'].append((colorize_start - resize_start) / 1e6)
                 times['colorize'].append((colorize_end - colorize_start) / 1e6)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
@@ -128,6 +129,33 @@ def test_params_file_applies_to_the_whole_bag(input_bag, tiny_model, tmp_path):
         assert set(reader.topics) == {output_topic('depth'), output_topic('camera_info')}
         first = reader.deserialize(next(reader.messages([output_topic('depth')])))
     assert (first.width, first.height) == (1600, 900)
+
+
+def test_each_scene_runs_with_its_own_model_and_output_size(input_bag, tiny_model, tmp_path):
+    """Per-scene parameters that change the engine or the pipeline apply to their scene only,
+    as a node restarted per scene with that scene's file would: scene-0523 keeps the model
+    size and its model, scene-0916 gets the camera size and another model file."""
+    bag = tmp_path / 'bag'
+    shutil.copytree(input_bag, bag)
+    other = tmp_path / 'other' / 'tiny.onnx'
+    other.parent.mkdir()
+    for suffix in ('.onnx', '.json'):
+        shutil.copy(tiny_model.with_suffix(suffix), other.with_suffix(suffix))
+    per_scene = {'scene-0523': {'model_path': str(tiny_model)},
+                 'scene-0916': {'model_path': str(other), 'output_size': 'camera'}}
+    for scene, changes in per_scene.items():
+        path = bag / 'params' / f'{scene}.CAM_FRONT.yaml'
+        values = {**load_params_file(path), 'providers': ['cpu'], **changes}
+        path.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}}))
+    summary = replay_bag(bag, tmp_path / 'out', passthrough=False, progress=False)
+    assert summary.frames_out == 8
+    assert summary.model == f'{tiny_model}, {other}'
+    starts = {w.source.split('/')[-1].split('.')[0]: w.start_ns for w in resolve_params(bag)}
+    sizes = {stamp: depth.shape for stamp, depth in _depth_by_stamp(tmp_path / 'out').items()}
+    for stamp, shape in sizes.items():
+        in_second = stamp >= starts['scene-0916']
+        assert shape == ((900, 1600) if in_second else (96, 192)), (stamp, shape)
+    assert {stamp >= starts['scene-0916'] for stamp in sizes} == {True, False}
 
 
 def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):

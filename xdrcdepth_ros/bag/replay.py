@@ -3,16 +3,18 @@
 Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.core.sync.FrameAssembler`
 the node uses, with bag time as the clock: before each message whose bag time is later than the
 previous one, every frame that is ready at that time is processed (the node's worker polls
-continuously, so it sees the same state). Messages are paired, decoded and skipped by the
-node's own :class:`~xdrcdepth_ros.core.frame_step.FrameBuilder` and outputs built by its
-:func:`~xdrcdepth_ros.core.frame_step.output_messages`, then written to a new bag under the node's
+continuously, so it sees the same state). Each frame goes through the node's own per-frame
+step, :class:`~xdrcdepth_ros.core.frame_step.FrameStep` (pairing, decoding and skip rules, the
+pipeline, the output messages), and its outputs are written to a new bag under the node's
 topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
 result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
 
 Parameters: ``--params-file`` (the node's YAML format) applies to the whole bag. Without it, a bag
 written by ``nuscenes-to-bag`` supplies ``params/<scene>.<camera>.yaml`` per scene (each scene may
 be another vehicle); the assembler and camera state restart at each scene, like a node restarted
-per scene. Otherwise the node defaults apply. ``extrinsics_source: tf`` is served from the bag's
+per scene, and every parameter of the scene applies, including ``model_path``, ``providers`` and
+``output_size`` (one engine per distinct set, see
+:func:`~xdrcdepth_ros.core.frame_step.pipeline_from_config`). Otherwise the node defaults apply. ``extrinsics_source: tf`` is served from the bag's
 ``/tf_static`` (static camera ← radar, as tf2 gives for static sensors).
 """
 from __future__ import annotations
@@ -30,10 +32,10 @@ import yaml
 from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.core.errors import BagError
-from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameBuilder, MessageClasses, output_messages,
-                                           output_topic, parameter_extrinsics, SkipReason)
-from xdrcdepth_ros.core.config import (defaults, engine_providers, load_params_file, NodeConfig,
-                                       resolve_model_path)
+from xdrcdepth_ros.core.config import defaults, load_params_file, NodeConfig
+from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, MessageClasses, output_topic,
+                                           parameter_extrinsics, pipeline_from_config,
+                                           pipeline_key, SkipReason)
 
 SCENES_KEY = 'xdrcdepth.scenes'
 
@@ -53,13 +55,13 @@ class ReplaySummary:
 
     Attributes:
         path: output bag.
-        model: model file used.
-        provider: ONNX Runtime execution provider.
+        model: model file used (comma-separated when scenes use different ones).
+        provider: ONNX Runtime execution provider (likewise).
         frames_in: images read on the image topic.
         frames_out: depth images written.
         drops: reason → count (sync drops and skipped frames).
         latency_ms: per processed frame, decode + pipeline + output building: mean, p50, p95, max;
-            plus the mean of each pipeline stage.
+            plus the mean of each stage (decode, the pipeline's, outputs).
         params: where the parameters came from, per window.
         missing_topics: configured radar topics the bag does not have.
         stamps_ns: stamps of the written depth images.
@@ -134,8 +136,8 @@ class _Scene:
     Skips are counted in ``drops`` under the node's diagnostic counter names.
     """
 
-    def __init__(self, window: ParamsWindow, metadata: Any, tf: TfBuffer,
-                 drops: Counter[str]) -> None:
+    def __init__(self, window: ParamsWindow, pipeline: Any, classes: MessageClasses,
+                 tf: TfBuffer, drops: Counter[str]) -> None:
         config = self.config = window.config
         self.radar_index = {topic: i for i, topic in enumerate(config.radar_topics)}
 
@@ -148,7 +150,19 @@ class _Scene:
 
         extrinsics: Extrinsics = (parameter_extrinsics(config)
                                   if config.extrinsics_source == 'parameters' else static_tf)
-        self.frames = FrameBuilder(config, metadata, extrinsics, report=report)
+        self.step = FrameStep(config, pipeline, classes, extrinsics, report=report)
+        self.frames = self.step.frames
+
+
+def _pipelines(windows: list[ParamsWindow]) -> list[Any]:
+    """One pipeline per window, built once per distinct :data:`PIPELINE_PARAMETERS` values
+    (scenes of one vehicle share an engine; a scene with another model or size gets its own)."""
+    built: dict[tuple[Any, ...], Any] = {}
+    for window in windows:
+        key = pipeline_key(window.config)
+        if key not in built:
+            built[key] = pipeline_from_config(window.config)
+    return [built[pipeline_key(window.config)] for window in windows]
 
 
 def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = None,
@@ -178,9 +192,6 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
     """
     from tqdm import tqdm
 
-    from xdrcdepth_ros.core.engine import Engine
-    from xdrcdepth_ros.core.pipeline import DepthPipeline
-
     started = time.perf_counter()
     bag = Path(bag)
     if not bag.exists():
@@ -190,9 +201,9 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
     overrides = dict(overrides or {})
     if model is not None:
         overrides['model_path'] = str(model)
+    if providers is not None:
+        overrides['providers'] = list(providers)
     windows = resolve_params(bag, params_file=params_file, overrides=overrides)
-    first = windows[0].config
-    model_path = resolve_model_path(first.model_path)
     drops: Counter[str] = Counter()
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
@@ -203,13 +214,13 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
             reader.require_topic(window.config.camera_info_topic, 'camera_info')
             missing_topics += [t for t in window.config.radar_topics
                                if t not in reader.topics and t not in missing_topics]
-        # The model loads only once the bag is known to be usable (a TensorRT build takes long).
-        engine = Engine(model_path, providers=engine_providers(providers or first.providers),
-                        trt_cache_dir=first.trt_cache_dir or None,
-                        intra_op_threads=first.intra_op_threads)
-        pipeline = DepthPipeline(engine, output_size=first.output_size)
-        summary = ReplaySummary(Path(out), str(model_path), str(engine.provider.value),
-                                params=[w.source for w in windows], missing_topics=missing_topics)
+        # Models load only once the bag is known to be usable (a TensorRT build takes long).
+        pipelines = _pipelines(windows)
+        engines = list(dict.fromkeys(p.engine for p in pipelines))
+        summary = ReplaySummary(
+            Path(out), ', '.join(dict.fromkeys(str(e.path) for e in engines)),
+            ', '.join(dict.fromkeys(str(e.provider.value) for e in engines)),
+            params=[w.source for w in windows], missing_topics=missing_topics)
         if storage is None:
             storage = _storage_of(bag)
         with BagWriter(out, storage=storage, overwrite=overwrite) as writer:
@@ -222,24 +233,17 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
             def drain(now_ns: int) -> None:
                 assert state is not None
                 while (synced := state.frames.take(now_ns)) is not None:
-                    begin = time.perf_counter_ns()
-                    try:
-                        built = state.frames.build(synced)
-                        if built is None:
-                            continue
-                        result = pipeline.run(built.frame)
-                        messages = output_messages(result, built.camera, built.header,
-                                                   state.config, classes, pipeline.max_depth)
-                    except Exception:  # noqa: BLE001 - as in the node: one bad frame is skipped
-                        drops[SkipReason.PROCESSING_ERROR.value] += 1
+                    output = state.step.run(synced)
+                    if output is None:
                         continue
-                    latencies.append((time.perf_counter_ns() - begin) / 1e6)
-                    for stage, value in result.timings_ms.items():
-                        stages.setdefault(stage, []).append(value)
-                    for suffix, msg in messages:
-                        writer.write(output_topic(suffix), synced.stamp_ns, msg)
+                    latencies.append(output.timings_ms['total'])
+                    for stage, value in output.timings_ms.items():
+                        if stage != 'total':
+                            stages.setdefault(stage, []).append(value)
+                    for suffix, msg in output.messages:
+                        writer.write(output_topic(suffix), output.stamp_ns, msg)
                     summary.frames_out += 1
-                    summary.stamps_ns.append(int(synced.stamp_ns))
+                    summary.stamps_ns.append(output.stamp_ns)
 
             def finish_scene() -> None:
                 if state is None or previous_ns is None:
@@ -257,7 +261,8 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                     stamp = message.stamp_ns
                     if next_window < len(windows) and stamp >= windows[next_window].start_ns:
                         finish_scene()
-                        state = _Scene(windows[next_window], engine.metadata, tf, drops)
+                        state = _Scene(windows[next_window], pipelines[next_window], classes,
+                                       tf, drops)
                         next_window += 1
                     elif previous_ns is not None and stamp > previous_ns and state is not None:
                         drain(stamp)

@@ -60,7 +60,7 @@ def format_summary(s: 'ReplaySummary') -> str:
         lat = s.latency_ms
         stages = ', '.join(f'{k[:-5]} {v:.1f}' for k, v in lat.items() if k.endswith('_mean'))
         lines.append(f'  latency per frame [ms]: mean {lat["mean"]:.1f}, p50 {lat["p50"]:.1f}, '
-                     f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f} (pipeline: {stages})')
+                     f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f} (stages: {stages})')
     if s.missing_topics:
         lines.append('  WARNING: radar topics not in the bag: ' + ', '.join(s.missing_topics))
     return '\n'.join(lines)

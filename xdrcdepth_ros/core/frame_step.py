@@ -8,8 +8,10 @@ in :mod:`~xdrcdepth_ros.core.conversions`), and every message is read by duck ty
 
 Flow: :class:`FrameBuilder` buffers images and radar sweeps in a
 :class:`~xdrcdepth_ros.core.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out synced
-sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`); the caller runs
-the pipeline and turns its result into output messages with :func:`output_messages`.
+sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`). :class:`FrameStep`
+is the per-frame step both callers run: build, run the pipeline (made by
+:func:`pipeline_from_config`), turn the result into output messages (:func:`output_messages`);
+the node publishes them, replay writes them.
 
 Every input that is not used is reported once with a :class:`SkipReason`, whose value is the
 counter name in ``/diagnostics`` and in replay's drops. A radar sweep that lacks a configured
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict, dataclass
 import enum
+import time
 from typing import Any, Callable, NamedTuple, Protocol, Sequence, TYPE_CHECKING
 
 import numpy as np
@@ -29,11 +32,11 @@ import numpy as np
 from xdrcdepth_ros.core import conversions, visualize
 from xdrcdepth_ros.core.errors import XdrcDepthError
 from xdrcdepth_ros.core.frame import Frame, RadarSweep
-from xdrcdepth_ros.core.config import NodeConfig
+from xdrcdepth_ros.core.config import engine_providers, NodeConfig, resolve_model_path
 from xdrcdepth_ros.core.sync import FrameAssembler, SyncedFrame
 
 if TYPE_CHECKING:
-    from xdrcdepth_ros.core.pipeline import DepthResult
+    from xdrcdepth_ros.core.pipeline import DepthPipeline, DepthResult
 
 NODE_NAME = 'xdrcdepth'
 OUTPUT_TYPES = {
@@ -154,7 +157,8 @@ class FrameBuilder:
         self.config = config
         self.field_map = radar_field_map(config, metadata)
         self._extrinsics = extrinsics
-        self._report = report
+        self.report = report
+        """Where unused inputs are reported (:class:`FrameStep` reports failed frames too)."""
         self._count = count or (lambda key, amount: None)
         self.assembler = FrameAssembler(config.sync_config())
         self._retired: Counter[str] = Counter()  # counters of assemblers replaced by reconfigure
@@ -175,7 +179,7 @@ class FrameBuilder:
         try:
             self.camera = conversions.camera_info_to_model(msg)
         except (XdrcDepthError, ValueError) as err:
-            self._report(SkipReason.BAD_CAMERA_INFO, f'CameraInfo rejected: {err}')
+            self.report(SkipReason.BAD_CAMERA_INFO, f'CameraInfo rejected: {err}')
             return False
         return True
 
@@ -186,7 +190,7 @@ class FrameBuilder:
             return self.assembler.add_image(conversions.stamp_to_ns(msg.header.stamp), msg,
                                             now_ns)
         except (XdrcDepthError, ValueError, IndexError) as err:
-            self._report(SkipReason.BAD_IMAGE_HEADER, f'image message rejected: {err}')
+            self.report(SkipReason.BAD_IMAGE_HEADER, f'image message rejected: {err}')
             return False
 
     def add_radar(self, index: int, msg: Any, now_ns: int) -> bool:
@@ -195,7 +199,7 @@ class FrameBuilder:
             return self.assembler.add_radar(index, conversions.stamp_to_ns(msg.header.stamp),
                                             msg, now_ns)
         except (XdrcDepthError, ValueError, IndexError) as err:
-            self._report(SkipReason.BAD_RADAR_HEADER, f'radar message rejected: {err}')
+            self.report(SkipReason.BAD_RADAR_HEADER, f'radar message rejected: {err}')
             return False
 
     # ------------------------------------------------------------------------- output
@@ -233,7 +237,7 @@ class FrameBuilder:
         """
         msg, camera, config = synced.image, self.camera, self.config
         if camera is None:
-            self._report(SkipReason.NO_CAMERA_INFO,
+            self.report(SkipReason.NO_CAMERA_INFO,
                          f'no valid CameraInfo on {config.camera_info_topic} within '
                          f'sync_wait_s={config.sync_wait_s} of the image; frame skipped')
             return None
@@ -241,10 +245,10 @@ class FrameBuilder:
             image = (conversions.compressed_to_rgb(msg) if config.image_transport == 'compressed'
                      else conversions.image_to_rgb(msg))
         except (XdrcDepthError, ValueError) as err:
-            self._report(SkipReason.BAD_IMAGE, f'image skipped: {err}')
+            self.report(SkipReason.BAD_IMAGE, f'image skipped: {err}')
             return None
         if image.shape[:2] != (camera.height, camera.width):
-            self._report(SkipReason.SIZE_MISMATCH,
+            self.report(SkipReason.SIZE_MISMATCH,
                          f'image is {image.shape[1]}x{image.shape[0]} but CameraInfo says '
                          f'{camera.width}x{camera.height}; frame skipped')
             return None
@@ -255,7 +259,7 @@ class FrameBuilder:
                 if sweep is not None:
                     sweeps.append(sweep)
         if config.require_radar and not sweeps:
-            self._report(SkipReason.NO_USABLE_RADAR, 'require_radar is set and no radar sweep '
+            self.report(SkipReason.NO_USABLE_RADAR, 'require_radar is set and no radar sweep '
                          'of this frame was usable; frame skipped')
             return None
         frame = Frame(image=image, K=camera.K, radar=tuple(sweeps), stamp_ns=synced.stamp_ns,
@@ -272,14 +276,14 @@ class FrameBuilder:
                                      f'{list(cloud.dtype.names or ())}); set radar_fields')
             points, features = conversions.radar_from_cloud(cloud, self.field_map)
         except (XdrcDepthError, ValueError) as err:
-            self._report(SkipReason.RADAR_BAD_CLOUD, f'radar sweep on {topic} not used: {err}')
+            self.report(SkipReason.RADAR_BAD_CLOUD, f'radar sweep on {topic} not used: {err}')
             return None
         if len(points) < cloud.size:
             self._count(NONFINITE_RADAR_POINTS, int(cloud.size - len(points)))
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         transform = self._extrinsics(index, msg.header.frame_id, camera_frame, stamp_ns)
         if transform is None:
-            self._report(SkipReason.RADAR_NO_TRANSFORM,
+            self.report(SkipReason.RADAR_NO_TRANSFORM,
                          f'no transform {camera_frame!r} <- {msg.header.frame_id!r} at '
                          f'{stamp_ns} ns; radar on {topic} not used')
             return None
@@ -363,3 +367,101 @@ def output_messages(result: DepthResult, camera: conversions.CameraModel, header
         out.append(('points', conversions.make_pointcloud2(
             classes.cloud, classes.point_field, header, conversions.xyz_cloud_array(points))))
     return out
+
+
+# ----------------------------------------------------------------------------- the step
+
+PIPELINE_PARAMETERS = ('model_path', 'providers', 'trt_cache_dir', 'intra_op_threads',
+                       'output_size')
+"""The parameters :func:`pipeline_from_config` reads: configs equal in these share a pipeline."""
+
+
+def pipeline_key(config: NodeConfig) -> tuple[Any, ...]:
+    """The values of :data:`PIPELINE_PARAMETERS` (``model_path`` resolved to its file)."""
+    values = {name: getattr(config, name) for name in PIPELINE_PARAMETERS}
+    values['model_path'] = str(resolve_model_path(config.model_path).resolve())
+    return tuple(values[name] for name in PIPELINE_PARAMETERS)
+
+
+def pipeline_from_config(config: NodeConfig) -> DepthPipeline:
+    """The engine and pipeline the node runs for ``config`` (model, providers, output size).
+
+    Raises:
+        FileNotFoundError: the model file does not exist.
+        XdrcDepthError: the model cannot be loaded.
+    """
+    from xdrcdepth_ros.core.engine import Engine  # onnxruntime loads only when a model does
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
+
+    engine = Engine(resolve_model_path(config.model_path),
+                    providers=engine_providers(config.providers),
+                    trt_cache_dir=config.trt_cache_dir or None,
+                    intra_op_threads=config.intra_op_threads)
+    return DepthPipeline(engine, output_size=config.output_size)
+
+
+class StepOutput(NamedTuple):
+    """What one :meth:`FrameStep.run` produced."""
+
+    stamp_ns: int
+    """The image stamp (ns): every message carries it."""
+    messages: list[tuple[str, Any]]
+    """``(suffix, message)`` in publishing order (see :func:`output_messages`)."""
+    timings_ms: dict[str, float]
+    """``decode``, the pipeline's stages, ``outputs`` (message building) and ``total``, ms."""
+
+
+class FrameStep:
+    """One synced message set → output messages: the per-frame work of the node and replay.
+
+    Owns the :class:`FrameBuilder` (the callers feed it messages) and reads the current config
+    from it, so run-time parameter changes (:meth:`FrameBuilder.reconfigure`) apply to the
+    outputs too.
+
+    Args:
+        config: node configuration.
+        pipeline: a :class:`~xdrcdepth_ros.core.pipeline.DepthPipeline` (or one with its
+            ``engine.metadata``, ``run`` and ``max_depth``).
+        classes: the output message classes.
+        extrinsics, report, count: as for :class:`FrameBuilder`.
+
+    Raises:
+        ValueError: ``radar_fields`` does not fit the model.
+    """
+
+    def __init__(self, config: NodeConfig, pipeline: Any, classes: MessageClasses,
+                 extrinsics: Extrinsics, *, report: Report, count: Count | None = None) -> None:
+        self.pipeline = pipeline
+        self.classes = classes
+        self.frames = FrameBuilder(config, pipeline.engine.metadata, extrinsics, report=report,
+                                   count=count)
+
+    def run(self, synced: SyncedFrame,
+            wanted: Callable[[str], bool] = lambda suffix: True) -> StepOutput | None:
+        """Build, infer and render one frame; None when it was skipped (reported).
+
+        A frame that raises anywhere on the way is reported as ``skipped_processing_error``
+        (with the exception) and skipped: one bad frame must not stop the node or the replay.
+
+        Args:
+            synced: a message set from :meth:`FrameBuilder.take`.
+            wanted: whether an optional output is rendered (see :func:`output_messages`).
+        """
+        start = time.perf_counter_ns()
+        try:
+            built = self.frames.build(synced)
+            if built is None:
+                return None
+            decoded = time.perf_counter_ns()
+            result = self.pipeline.run(built.frame)
+            piped = time.perf_counter_ns()
+            messages = output_messages(result, built.camera, built.header, self.frames.config,
+                                       self.classes, self.pipeline.max_depth, wanted)
+        except Exception as err:  # noqa: BLE001 - the frame is skipped and reported
+            self.frames.report(SkipReason.PROCESSING_ERROR,
+                               f'frame {synced.stamp_ns} failed: {type(err).__name__}: {err}')
+            return None
+        done = time.perf_counter_ns()
+        timings = {**result.timings_ms, 'decode': (decoded - start) / 1e6,
+                   'outputs': (done - piped) / 1e6, 'total': (done - start) / 1e6}
+        return StepOutput(int(synced.stamp_ns), messages, timings)

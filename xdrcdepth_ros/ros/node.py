@@ -35,11 +35,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 
 from xdrcdepth_ros.core.errors import XdrcDepthError
 from xdrcdepth_ros.core.geometry import transform_from_xyzw
-from xdrcdepth_ros.core.frame_step import (BuiltFrame, Extrinsics, FrameBuilder, MessageClasses,
-                                           NODE_NAME, output_messages, parameter_extrinsics,
-                                           SkipReason)
-from xdrcdepth_ros.core.config import (check_value, engine_providers, NodeConfig, PARAMETERS,
-                                       ParamSpec, ParamType, resolve_model_path)
+from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, MessageClasses, NODE_NAME,
+                                           parameter_extrinsics, pipeline_from_config, SkipReason,
+                                           StepOutput)
+from xdrcdepth_ros.core.config import check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType
 from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
 from xdrcdepth_ros.core.sync import SyncedFrame
 
@@ -135,7 +134,7 @@ class XdrcDepthNode(Node):
             values[spec.name] = self.declare_parameter(spec.name, default,
                                                        _descriptor(spec)).value
         self.config = NodeConfig.from_values(values)
-        self.pipeline = pipeline if pipeline is not None else self._load_pipeline()
+        self.pipeline = pipeline if pipeline is not None else pipeline_from_config(self.config)
         metadata = self.pipeline.engine.metadata
         if self.config.radar_fields and (tuple(self.config.radar_fields)
                                          != tuple(metadata.radar_fields)):
@@ -146,8 +145,9 @@ class XdrcDepthNode(Node):
         self.stats = NodeStats(str(getattr(provider, 'value', provider)))
         self._last_warning: dict[str, int] = {}
         self._extrinsics = self._make_extrinsics()
-        self.frames = FrameBuilder(self.config, metadata, self._extrinsics, report=self._warn,
-                                   count=self.stats.count)
+        self.step = FrameStep(self.config, self.pipeline, _MESSAGES, self._extrinsics,
+                              report=self._warn, count=self.stats.count)
+        self.frames = self.step.frames
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._create_io()
@@ -161,17 +161,6 @@ class XdrcDepthNode(Node):
             f'{metadata.input_width}x{metadata.input_height} on {self.stats.provider})')
 
     # ------------------------------------------------------------------------- set-up
-
-    def _load_pipeline(self) -> Any:
-        from xdrcdepth_ros.core.engine import Engine
-        from xdrcdepth_ros.core.pipeline import DepthPipeline
-
-        config = self.config
-        engine = Engine(resolve_model_path(config.model_path),
-                        providers=engine_providers(config.providers),
-                        trt_cache_dir=config.trt_cache_dir or None,
-                        intra_op_threads=config.intra_op_threads)
-        return DepthPipeline(engine, output_size=config.output_size)
 
     def _make_extrinsics(self) -> Extrinsics:
         if self.config.extrinsics_source == 'parameters':
@@ -274,39 +263,33 @@ class XdrcDepthNode(Node):
                 continue
             try:
                 self._process(synced)
-            except Exception as err:  # noqa: BLE001 - one bad frame must not stop the node
+            except Exception as err:  # noqa: BLE001 - a failed publish must not stop the node
                 self._warn(SkipReason.PROCESSING_ERROR,
                            f'frame {synced.stamp_ns} failed: {type(err).__name__}: {err}')
 
     def _process(self, synced: SyncedFrame) -> None:
-        start = time.perf_counter_ns()
-        built = self.build_frame(synced)
-        if built is None:
+        output = self.step.run(synced, wanted=self.wanted)
+        if output is None:
             return
-        decoded = time.perf_counter_ns()
-        result = self.pipeline.run(built.frame)
-        piped = time.perf_counter_ns()
-        self.publish_result(result, built.camera, built.header)
-        done = time.perf_counter_ns()
+        publish_ms = self.publish(output)
+        timings = output.timings_ms
         self.stats.frame_done({
-            **result.timings_ms, 'decode': (decoded - start) / 1e6,
-            'publish': (done - piped) / 1e6, 'total': (done - start) / 1e6,
-            'age': (self.get_clock().now().nanoseconds - built.frame.stamp_ns) / 1e6})
+            **timings, 'publish': timings['outputs'] + publish_ms,
+            'total': timings['total'] + publish_ms,
+            'age': (self.get_clock().now().nanoseconds - output.stamp_ns) / 1e6})
 
-    def build_frame(self, synced: SyncedFrame) -> BuiltFrame | None:
-        """Decode a synced message set: ``(Frame, CameraModel, image header)``, or None when
-        skipped (counted under ``skipped_<reason>``, see :meth:`FrameBuilder.build`)."""
-        return self.frames.build(synced)
+    def wanted(self, suffix: str) -> bool:
+        """Whether output ``suffix`` is published and has a subscriber: optional outputs cost
+        milliseconds to render, so they are rendered only while someone listens."""
+        publisher = self._outputs.get(suffix)
+        return publisher is not None and publisher.get_subscription_count() > 0
 
-    def publish_result(self, result: Any, camera: Any, header: Any) -> None:
-        """Publish a :class:`DepthResult` with the input image's ``header`` on every output;
-        optional outputs are rendered only while someone subscribes."""
-        publishers = self._outputs
-        for suffix, msg in output_messages(
-                result, camera, header, self.config, _MESSAGES, self.pipeline.max_depth,
-                wanted=lambda suffix: (suffix in publishers
-                                       and publishers[suffix].get_subscription_count() > 0)):
-            publishers[suffix].publish(msg)
+    def publish(self, output: StepOutput) -> float:
+        """Publish a frame step's messages; returns the time it took, ms."""
+        start = time.perf_counter_ns()
+        for suffix, msg in output.messages:
+            self._outputs[suffix].publish(msg)
+        return (time.perf_counter_ns() - start) / 1e6
 
     # ------------------------------------------------------------------------- diagnostics
 
