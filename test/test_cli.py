@@ -1,7 +1,6 @@
 """The `xdrcdepth` command line: every subcommand's --help, the documented bag workflow, errors."""
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -19,14 +18,30 @@ def _subcommands() -> dict[str, object]:
 
 
 def test_every_command_module_is_registered():
-    """Each module named in COMMAND_MODULES that exists registers its subcommand."""
-    names = set(_subcommands())
-    for module in cli.COMMAND_MODULES:
-        try:
-            importlib.import_module(f'xdrcdepth_ros.commands.{module}')
-        except ModuleNotFoundError:
-            continue  # not written yet; cli skips it the same way
-        assert module.replace('_', '-') in names, module
+    """Each module named in COMMAND_MODULES registers its subcommand under its dashed name."""
+    assert set(_subcommands()) == {name.replace('_', '-') for name in cli.COMMAND_MODULES}
+
+
+def test_a_missing_command_module_fails_loudly(monkeypatch):
+    """A listed command that cannot be imported stops the CLI with its name, not a silently
+    shorter --help."""
+    monkeypatch.setattr(cli, 'COMMAND_MODULES', (*cli.COMMAND_MODULES, 'no_such_command'))
+    with pytest.raises(ImportError, match='xdrcdepth_ros.commands.no_such_command'):
+        cli.build_parser()
+
+
+def test_a_command_module_that_breaks_on_import_fails_loudly(monkeypatch, tmp_path):
+    """An error inside a command module (here a missing dependency) is not swallowed."""
+    package = tmp_path / 'xdrcdepth_ros' / 'commands'
+    package.mkdir(parents=True)
+    (package / 'broken_command.py').write_text('import a_dependency_that_is_not_installed\n')
+    import xdrcdepth_ros.commands
+
+    monkeypatch.setattr(xdrcdepth_ros.commands, '__path__',
+                        [*xdrcdepth_ros.commands.__path__, str(package)])
+    monkeypatch.setattr(cli, 'COMMAND_MODULES', (*cli.COMMAND_MODULES, 'broken_command'))
+    with pytest.raises(ImportError, match='broken_command.*a_dependency_that_is_not_installed'):
+        cli.build_parser()
 
 
 @pytest.mark.parametrize('name', sorted(_subcommands()))

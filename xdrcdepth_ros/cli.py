@@ -30,7 +30,11 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every available subcommand registered."""
+    """Return the top-level parser with every subcommand of :data:`COMMAND_MODULES` registered.
+
+    Raises:
+        ImportError: a command module is missing or fails to import (named).
+    """
     parser = argparse.ArgumentParser(
         prog='xdrcdepth', description='Camera + radar dense depth (XD-RCDepth) tools.',
         epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,10 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         module_name = f'xdrcdepth_ros.commands.{name}'
         try:
             module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name != module_name:
-                raise
-            continue
+        except ImportError as err:
+            # A listed command that does not import is a broken install, never "not yet there".
+            raise ImportError(f'xdrcdepth command module {module_name} cannot be imported: '
+                              f'{type(err).__name__}: {err}') from err
         module.register(subparsers)
     return parser
 

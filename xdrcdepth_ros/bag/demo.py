@@ -87,7 +87,7 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
         ValueError: unknown backend; XdrcDepthError: node requested but rclpy is missing.
     """
     from xdrcdepth_ros.bag.node_run import rclpy_available
-    from xdrcdepth_ros.commands.project import run as project_run
+    from xdrcdepth_ros.bag.projection import write_projection_panel
 
     if backend not in BACKENDS:
         raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
@@ -127,7 +127,7 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
     shutil.rmtree(out / 'panels', ignore_errors=True)
     evaluation = evaluate_bag(depth_bag, panels_dir=out / 'panels', progress=progress)
     log('[4/4] projection check -> projection.png')
-    project_run(_ProjectArgs(Path(dataroot), out / 'projection.png'))
+    write_projection_panel(dataroot, out / 'projection.png')
     result = evaluation.to_dict()
     at_80 = result['mean']['80']
     summary_data = {
@@ -161,14 +161,6 @@ def _node_backend(out: Path, depth_bag: Path, overrides: dict[str, Any]) -> dict
     return {'frames_in': run.frames_in, 'frames_out': run.frames_out, 'provider': run.provider,
             'latency_ms': run.latency_ms, 'node_diagnostics': run.diagnostics,
             'run_s': round(run.wall_s, 2)}
-
-
-class _ProjectArgs:
-    """Arguments of ``xdrcdepth project`` for the bundled frames."""
-
-    def __init__(self, dataroot: Path, out: Path) -> None:
-        self.dataroot, self.out = dataroot, out
-        self.version, self.scene, self.max_frames = 'v1.0-mini', None, 8
 
 
 def report_text(summary: dict[str, Any], mean: dict[float, dict[str, float]]) -> str:
