@@ -17,6 +17,7 @@ _VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
         'width_mult': 0.25, 'last_channels': 96, 'fused_channels': (8, 16, 16, 32, 48),
         'decoder_channels': (48, 32, 16, 16, 16), 'daspp_branch': 8}),
     'lircdepth': ('lircdepth', 'LiRCDepth', {}),
+    'cafnet': ('cafnet', 'CaFNet', {}),
     'cafnet_teacher': ('teacher', 'CaFNetTeacher', {}),
     'cafnet_teacher_small': ('teacher', 'CaFNetTeacher', {
         'image_layers': (2, 2, 2, 2), 'radar_layers': (1, 1, 1, 1), 'num_features': 256}),
