@@ -25,7 +25,7 @@ from xdrcdepth_ros.core.errors import XdrcDepthError
 # Order is the order shown in --help.
 COMMAND_MODULES = (
     'demo', 'project', 'node', 'nuscenes_to_bag', 'replay', 'evaluate', 'bench', 'export',
-    'model_info', 'train', 'evaluate_model',
+    'model_info', 'train', 'evaluate_model', 'import_checkpoint',
 )
 
 

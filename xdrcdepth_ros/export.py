@@ -208,6 +208,7 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
                  model_name: str, with_saliency: bool | None = None,
                  radar_channels: Sequence[RadarChannel | str] | None = None,
                  radar_fields: Sequence[str] = DEFAULT_RADAR_FIELDS,
+                 radar_sensors: Sequence[str] = (), vertical_crop: str = 'bottom',
                  training_data: str = '', metrics: Mapping[str, float] | None = None,
                  checkpoint: str = '', model_kwargs: Mapping[str, Any] | None = None,
                  opset: int = DEFAULT_OPSET, rtol: float = DEFAULT_RTOL,
@@ -225,6 +226,8 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         radar_channels: radar map channel names; default depth/rcs/vx/vy (checked against the
             model's ``radar_channels`` count).
         radar_fields: PointCloud2 fields feeding the channels after depth.
+        radar_sensors: radars the model was trained with (metadata, informative).
+        vertical_crop: rows the pipeline keeps of a taller camera image (metadata).
         training_data: description recorded in the metadata.
         metrics: evaluation metrics recorded in the metadata.
         checkpoint: source checkpoint path recorded in the metadata ('' = random init).
@@ -255,6 +258,7 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         model_name=model_name, input_height=height, input_width=width,
         radar_channels=tuple(c.value for c in channels),
         radar_units=tuple(RADAR_UNITS[c] for c in channels), radar_fields=tuple(radar_fields),
+        radar_sensors=tuple(radar_sensors), vertical_crop=vertical_crop,
         max_depth=float(getattr(model, 'max_depth', 80.0)),
         normalization_mean=IMAGENET_MEAN, normalization_std=IMAGENET_STD,
         outputs=('depth', 'saliency') if with_saliency else ('depth',),
@@ -331,8 +335,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int, w
                       rtol: float = DEFAULT_RTOL) -> ExportResult:
     """Export a checkpoint written by ``model.save_checkpoint`` (see :func:`export_model`).
 
-    The metadata takes ``train_data``/``training_data``, ``metrics``, ``radar_channels`` and
-    ``radar_fields`` from the checkpoint's extra keys when present.
+    The metadata takes ``train_data``/``training_data``, ``metrics``, ``radar_channels``,
+    ``radar_fields``, ``radar_sensors`` and ``vertical_crop`` from the checkpoint's extra keys
+    when present.
 
     Raises:
         FileNotFoundError: no such checkpoint.
@@ -348,6 +353,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int, w
         model, out, height=height, width=width, model_name=payload['model_name'],
         radar_channels=payload.get('radar_channels'),
         radar_fields=payload.get('radar_fields', DEFAULT_RADAR_FIELDS),
+        radar_sensors=payload.get('radar_sensors', ()),
+        vertical_crop=payload.get('vertical_crop', 'bottom'),
         training_data=training if isinstance(training, str) else json_text(training),
         metrics={str(k): float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float))},

@@ -14,7 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     'training run it under torchrun: torchrun --nproc_per_node N -m '
                     'xdrcdepth_ros train --config ...')
     parser.add_argument('--config', required=True, help='training YAML (config/train_*.yaml)')
-    parser.add_argument('--teacher', default=None, help='teacher checkpoint for distillation')
+    parser.add_argument('--teacher', default=None,
+                        help='teacher checkpoint for distillation: one of ours (.pt, e.g. from '
+                             'import-checkpoint) or the official CaFNet release file')
     parser.add_argument('--resume', default=None, help='checkpoint to resume from (last.pt)')
     parser.add_argument('--out', default=None, help='output folder (overrides run.out_dir)')
     parser.add_argument('--seed', type=int, default=None, help='overrides run.seed')

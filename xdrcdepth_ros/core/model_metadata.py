@@ -24,6 +24,8 @@ _OUTPUTS = ('depth', 'saliency')
 #: PointCloud2 fields that feed rcs, vx, vy by default (nuScenes: ego-motion compensated).
 DEFAULT_RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
 IMAGE_TENSOR_TYPES = {'uint8': 'tensor(uint8)', 'float32': 'tensor(float)'}
+#: Which rows a taller-than-the-model camera image keeps (see ``geometry.InputTransform.fit``).
+VERTICAL_CROPS = ('bottom', 'center', 'top')
 
 
 
@@ -41,6 +43,11 @@ class ModelMetadata:
         radar_channels: radar map channel names (:class:`RadarChannel` values), depth first.
         radar_units: unit of each radar channel (``m``, ``dBsm``, ``m/s``).
         radar_fields: PointCloud2 field feeding each channel after depth (e.g. rcs, vx, vy).
+        radar_sensors: the radars the model was trained with, e.g. ``('RADAR_FRONT',)`` (one
+            sweep each); empty = not stated. Informative: the node's ``radar_topics`` select.
+        vertical_crop: rows kept when the resized camera image is taller than the model input:
+            ``bottom`` drops the top rows (the official nuScenes protocol crops 900 → 896 so),
+            ``center`` or ``top``. The pipeline crops as this says.
         max_depth: largest depth the model predicts, metres.
         image_layout: layout of the ``image`` input; always ``NHWC``.
         image_dtype: ``uint8`` (raw pixels) or ``float32`` (0..255, same meaning).
@@ -64,6 +71,8 @@ class ModelMetadata:
     radar_channels: tuple[str, ...] = ('depth', 'rcs', 'vx', 'vy')
     radar_units: tuple[str, ...] = ('m', 'dBsm', 'm/s', 'm/s')
     radar_fields: tuple[str, ...] = DEFAULT_RADAR_FIELDS
+    radar_sensors: tuple[str, ...] = ()
+    vertical_crop: str = 'bottom'
     max_depth: float = 80.0
     image_layout: str = 'NHWC'
     image_dtype: str = 'uint8'
@@ -82,7 +91,8 @@ class ModelMetadata:
 
     def __post_init__(self) -> None:
         """Normalise sequences to tuples and validate every field (MetadataError if wrong)."""
-        for name in ('radar_channels', 'radar_units', 'radar_fields', 'normalization_mean',
+        for name in ('radar_channels', 'radar_units', 'radar_fields', 'radar_sensors',
+                     'normalization_mean',
                      'normalization_std', 'outputs'):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -112,6 +122,9 @@ class ModelMetadata:
                                 f'{len(self.radar_fields)} radar_fields (expected {channels - 1})')
         if not (isinstance(self.max_depth, (int, float)) and self.max_depth > 0):
             raise MetadataError(f'metadata max_depth must be > 0 m, got {self.max_depth!r}')
+        if self.vertical_crop not in VERTICAL_CROPS:
+            raise MetadataError(f'metadata vertical_crop must be one of {list(VERTICAL_CROPS)}, '
+                                f'got {self.vertical_crop!r}')
         if self.image_layout != 'NHWC' or self.image_dtype not in IMAGE_TENSOR_TYPES:
             raise MetadataError(f'metadata image must be NHWC uint8 or float32, got '
                                 f'{self.image_layout} {self.image_dtype}')

@@ -132,17 +132,20 @@ class DepthPipeline:
         engine: a loaded :class:`engine.Engine` (or anything with ``metadata`` and ``run``).
         output_size: ``'model'`` (default) or ``'camera'`` (see :class:`OutputSize`).
         vertical_crop: which rows to keep when the camera aspect is taller than the model's:
-            ``'bottom'`` (drop sky, default), ``'center'`` or ``'top'``.
+            ``'bottom'`` (drop sky), ``'center'`` or ``'top'``; None (default) = the model
+            metadata's ``vertical_crop`` (``'bottom'`` unless the model states otherwise).
         min_depth: predicted depth at or below this is NaN, metres.
         radar_min_depth: radar points nearer than this (camera z) are ignored, metres.
     """
 
     def __init__(self, engine: InferenceEngine, *, output_size: OutputSize | str = 'model',
-                 vertical_crop: str = 'bottom', min_depth: float = 0.1,
+                 vertical_crop: str | None = None, min_depth: float = 0.1,
                  radar_min_depth: float = 1.0) -> None:
         self.engine = engine
         meta = engine.metadata
         self.output_size = OutputSize(output_size)
+        if vertical_crop is None:
+            vertical_crop = str(getattr(meta, 'vertical_crop', 'bottom'))
         if vertical_crop not in ('bottom', 'center', 'top'):
             raise ValueError(f"vertical_crop must be 'bottom', 'center' or 'top', got "
                              f'{vertical_crop!r}')

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import os
 from pathlib import Path
 import re
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -135,6 +135,25 @@ def _numpy_globals() -> list[Any]:
             *(type(np.dtype(t)) for t in ('int32', 'int64', 'float32', 'float64'))]
 
 
+def read_payload(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` a checkpoint safely: weights only, plus the numpy array type, on CPU.
+
+    Raises:
+        FileNotFoundError: no such file.
+        OfficialCheckpointError: not a torch checkpoint, or truncated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or truncated files
+        raise OfficialCheckpointError(
+            f'{path} is not a readable torch checkpoint (truncated, or not made by '
+            f'torch.save?): {type(err).__name__}: {str(err).splitlines()[0][:200]}') from err
+
+
 def read_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The network weights of a release checkpoint (or a bare state dict), ``module.`` stripped.
 
@@ -142,24 +161,14 @@ def read_official_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Te
         FileNotFoundError: no such file.
         OfficialCheckpointError: not a torch checkpoint, truncated, or holds no state dict.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    try:
-        with torch.serialization.safe_globals(_numpy_globals()):
-            payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # torch raises several types for foreign or truncated files
-        raise OfficialCheckpointError(
-            f'{path} is not a readable torch checkpoint (truncated, or not made by '
-            f'torch.save?): {type(err).__name__}: {str(err).splitlines()[0][:200]}') from err
+    payload = read_payload(path)
     state = payload.get('model', payload) if isinstance(payload, Mapping) else payload
-    if isinstance(state, Mapping) and 'state_dict' in state and 'model' not in payload:
-        state = state['state_dict']
     if not isinstance(state, Mapping) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        keys = sorted(payload)[:8] if isinstance(payload, Mapping) else type(payload).__name__
-        raise OfficialCheckpointError(f'{path} holds no network state dict (expected a dict '
-                                      f"with 'model' or a bare state dict; found {keys})")
+        found = sorted(map(str, payload))[:8] if isinstance(payload, Mapping) \
+            else type(payload).__name__
+        raise OfficialCheckpointError(f"{path} holds no network state dict (expected a dict "
+                                      f"with 'model', or a bare state dict; found {found})")
     return {key.removeprefix('module.'): value for key, value in state.items()}
 
 
@@ -211,7 +220,7 @@ def map_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module,
     if problems:
         raise OfficialCheckpointError(
             f'{source} is not an official {arch} checkpoint ({len(state)} tensors): '
-            + '; '.join(problems) + f'. Is --arch {arch} right?')
+            + '; '.join(problems) + f' (is it really a {arch} release?)')
     return mapped
 
 
@@ -236,3 +245,102 @@ def load_official_checkpoint(path: str | os.PathLike[str], arch: str) -> nn.Modu
     model = create_model(ARCHITECTURES[arch])
     model.load_state_dict(map_official_state_dict(state, model, arch, str(path)), strict=True)
     return model.eval()
+
+
+#: What the released networks expect, written into the imported checkpoint and ONNX metadata.
+OFFICIAL_INPUT_CONTRACT: dict[str, Any] = {
+    'radar_channels': ['depth', 'rcs', 'vx', 'vy'],
+    'radar_fields': ['rcs', 'vx', 'vy'],   # raw velocities, not ego-motion compensated
+    'radar_sensors': ['RADAR_FRONT'],      # one sweep of the front radar only
+    'vertical_crop': 'bottom',             # 900 rows → 896 by dropping the top 4 (test protocol)
+}
+
+
+class ImportResult(NamedTuple):
+    """What :func:`import_official_checkpoint` wrote.
+
+    Attributes:
+        onnx_path: ``OUT.onnx`` (metadata embedded).
+        json_path: ``OUT.json``, the sidecar.
+        checkpoint_path: ``OUT.pt`` in this package's checkpoint format.
+        max_rel_error: ORT-vs-torch error of the export, per output.
+        parameter_count: parameters of the imported network.
+    """
+
+    onnx_path: Path
+    json_path: Path
+    checkpoint_path: Path
+    max_rel_error: dict[str, float]
+    parameter_count: int
+
+
+def load_any_checkpoint(path: str | os.PathLike[str], official_arch: str = 'cafnet') -> nn.Module:
+    """A checkpoint of this package (``save_checkpoint``) or an official ``official_arch`` one.
+
+    Used where a teacher is taken: ``xdrcdepth train --teacher`` accepts the released CaFNet
+    file as downloaded as well as its ``import-checkpoint`` ``.pt``. Returns eval mode, CPU.
+
+    Raises:
+        FileNotFoundError: no such file.
+        OfficialCheckpointError: neither format fits.
+    """
+    from xdrcdepth_ros.model.registry import CHECKPOINT_KEYS, load_checkpoint
+
+    payload = read_payload(path)
+    if isinstance(payload, Mapping) and all(key in payload for key in CHECKPOINT_KEYS):
+        del payload
+        return load_checkpoint(path)[0]
+    del payload
+    return load_official_checkpoint(path, official_arch)
+
+
+def output_stem(out: str | os.PathLike[str]) -> Path:
+    """``OUT`` of ``--out``: a trailing ``.onnx`` / ``.pt`` / ``.json`` is dropped."""
+    path = Path(out)
+    return path.with_suffix('') if path.suffix in ('.onnx', '.pt', '.json') else path
+
+
+def import_official_checkpoint(checkpoint: str | os.PathLike[str], arch: str,
+                               out: str | os.PathLike[str], *, height: int = 896,
+                               width: int = 1600, opset: int = 18,
+                               rtol: float = 1e-4) -> ImportResult:
+    """Official checkpoint → ``OUT.pt`` (our format) + ``OUT.onnx`` + ``OUT.json``.
+
+    The ONNX metadata states the official input contract (:data:`OFFICIAL_INPUT_CONTRACT`,
+    ImageNet normalisation, max depth 100 m), so the node and replay feed it as the authors
+    did. Everything is written in a temporary folder beside ``OUT`` and moved into place at
+    the end: a failure leaves no output file.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+        OfficialCheckpointError: unreadable, or not ``arch``.
+        ExportError: the ONNX export failed its checks.
+        ValueError: bad size or arch.
+    """
+    import shutil
+    import tempfile
+
+    from xdrcdepth_ros.export import export_model
+    from xdrcdepth_ros.model.registry import save_checkpoint
+
+    model = load_official_checkpoint(checkpoint, arch)
+    stem = output_stem(out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    extra = {**OFFICIAL_INPUT_CONTRACT, 'training_data': RELEASES[arch],
+             'source_checkpoint': str(checkpoint)}
+    staging = Path(tempfile.mkdtemp(prefix=f'.{stem.name}.import-', dir=stem.parent))
+    try:
+        save_checkpoint(staging / 'model.pt', model, extra=extra)
+        result = export_model(
+            model, staging / 'model.onnx', height=height, width=width, model_name=arch,
+            radar_channels=extra['radar_channels'], radar_fields=extra['radar_fields'],
+            radar_sensors=extra['radar_sensors'], vertical_crop=extra['vertical_crop'],
+            training_data=RELEASES[arch], checkpoint=str(checkpoint), opset=opset, rtol=rtol)
+        final = {suffix: stem.with_name(stem.name + suffix) for suffix in ('.pt', '.json',
+                                                                           '.onnx')}
+        for suffix, target in final.items():  # the .onnx last: it is what consumers look for
+            os.replace(staging / f'model{suffix}', target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ImportResult(final['.onnx'], final['.json'], final['.pt'], result.max_rel_error,
+                        result.metadata.parameter_count)

@@ -114,6 +114,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, *, teacher: str | None = None,
                  resume: str | None = None) -> None:
         from xdrcdepth_ros.model import create_model, load_checkpoint
+        from xdrcdepth_ros.model.official import load_any_checkpoint
 
         self.cfg = cfg
         if teacher:
@@ -140,7 +141,8 @@ class Trainer:
             if not cfg.kd.teacher:
                 raise ValueError('KD weights are > 0 but no teacher checkpoint was given '
                                  '(kd.teacher or --teacher)')
-            t_model, _ = load_checkpoint(cfg.kd.teacher)
+            # Ours (.pt) or the official CaFNet release file as downloaded.
+            t_model = load_any_checkpoint(cfg.kd.teacher)
             self.distiller = Distiller(t_model.to(self.device), cfg.kd)
         self.net = self.model
         if self.world > 1:
