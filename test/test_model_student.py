@@ -28,8 +28,8 @@ def tiny():
 
 def test_variant_names_are_the_contract():
     """Trainer, export and tests refer to these names; renaming one breaks them."""
-    assert set(MODEL_NAMES) == {'xdrcdepth', 'xdrcdepth_tiny', 'lircdepth', 'cafnet_teacher',
-                                'cafnet_teacher_small'}
+    assert set(MODEL_NAMES) == {'xdrcdepth', 'xdrcdepth_tiny', 'lircdepth', 'cafnet',
+                                'cafnet_teacher', 'cafnet_teacher_small'}
 
 
 def test_unknown_model_name_is_rejected():

@@ -31,6 +31,12 @@ def test_lircdepth_has_exactly_the_released_parameter_count(param_counts):
     assert param_counts['lircdepth'] == LIRCDEPTH_PARAMS
 
 
+def test_released_cafnet_has_the_official_parameter_count(param_counts):
+    """The released CaFNet holds 62,248,686 parameters, 1,539,000 of them in three unused
+    ResNet fc heads that ours leaves out."""
+    assert param_counts['cafnet'] == 62_248_686 - 1_539_000
+
+
 def test_student_is_29_7_percent_smaller_than_lircdepth(param_counts):
     """Paper: −29.7 % parameters vs the lightweight baseline (±1.5 points allowed)."""
     ratio = param_counts['xdrcdepth'] / LIRCDEPTH_PARAMS
