@@ -130,7 +130,8 @@ BAD_CASES = {
     'no_model': ('lircdepth', r"no_model\.pth holds no network state dict .*global_step"),
     'missing': ('lircdepth', r'missing\.pth .*missing \(our names\): head8\.0\.weight '
                              r'\[1, 128, 1, 1\], head\.conv\.weight \[1, 32, 3, 3\]'),
-    'unexpected': ('lircdepth', r'unexpected\.pth .*unexpected keys: decoder\.extra\.weight \[3\]'),
+    'unexpected': ('lircdepth',
+                   r'unexpected\.pth .*unexpected keys: decoder\.extra\.weight \[3\]'),
     'shape': ('lircdepth', r'shape\.pth .*shape mismatch: decoder\.conv1\.0\.weight '
                            r'\[32, 35, 3, 3\] \(expected \[32, 36, 3, 3\]\)'),
     'wrong_arch': ('cafnet', r'missing\.pth is not an official cafnet checkpoint .*unexpected '

@@ -5,7 +5,7 @@ Examples:
         --out models/lircdepth_nuscenes
     xdrcdepth import-checkpoint --arch cafnet CaFNet_single/model-120000-best_mae_1.76278 \\
         --out models/cafnet_nuscenes --height 448 --width 800
-    xdrcdepth node --ros-args --params-file config/lircdepth_nuscenes.yaml
+    xdrcdepth node --params-file config/lircdepth_nuscenes.yaml
 """
 from __future__ import annotations
 

@@ -287,11 +287,9 @@ def load_any_checkpoint(path: str | os.PathLike[str], official_arch: str = 'cafn
     from xdrcdepth_ros.model.registry import CHECKPOINT_KEYS, load_checkpoint
 
     payload = read_payload(path)
-    if isinstance(payload, Mapping) and all(key in payload for key in CHECKPOINT_KEYS):
-        del payload
-        return load_checkpoint(path)[0]
-    del payload
-    return load_official_checkpoint(path, official_arch)
+    ours = isinstance(payload, Mapping) and all(key in payload for key in CHECKPOINT_KEYS)
+    del payload  # a CaFNet file is 250 MB: free the probe before the real load reads it again
+    return load_checkpoint(path)[0] if ours else load_official_checkpoint(path, official_arch)
 
 
 def output_stem(out: str | os.PathLike[str]) -> Path:
