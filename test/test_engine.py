@@ -323,6 +323,8 @@ def test_metadata_json_round_trip():
     ({'outputs': ['saliency']}, 'outputs'),
     ({'image_layout': 'NCHW'}, 'NHWC'),
     ({'format_version': 99}, 'format_version 99'),
+    ({'vertical_crop': 'middle'}, "vertical_crop must be one of .*'middle'"),
+    ({'radar_sensors': 'RADAR_FRONT'}, 'radar_sensors must be a list'),
 ])
 def test_invalid_metadata_is_refused_with_the_field_named(changes, match):
     data = ModelMetadata(model_name='m', input_height=96, input_width=192).to_dict()

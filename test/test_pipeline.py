@@ -153,3 +153,22 @@ def test_bad_frame_image_is_a_clear_error(engine, image, match):
 def test_bad_pipeline_options_are_refused(engine, kwargs, match):
     with pytest.raises(ValueError, match=match):
         DepthPipeline(engine, **kwargs)
+
+
+class _StatedCrop:
+    """An engine lookalike whose metadata states a vertical crop (no model needed to crop)."""
+
+    def __init__(self, engine, vertical_crop: str) -> None:
+        from dataclasses import replace
+
+        self.metadata = replace(engine.metadata, input_height=896, input_width=1600,
+                                vertical_crop=vertical_crop)
+
+
+@pytest.mark.parametrize('stated, crop_y', [('bottom', 4), ('top', 0), ('center', 2)])
+def test_the_crop_the_model_metadata_states_is_the_crop_applied(engine, stated, crop_y):
+    """The official nuScenes protocol crops 900 rows to 896 by dropping the top 4: a model
+    whose metadata says so is fed that way unless the caller asks for another crop."""
+    assert DepthPipeline(_StatedCrop(engine, stated)).transform_for(1600, 900).crop_y == crop_y
+    overridden = DepthPipeline(_StatedCrop(engine, stated), vertical_crop='top')
+    assert overridden.transform_for(1600, 900).crop_y == 0
