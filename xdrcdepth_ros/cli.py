@@ -8,6 +8,7 @@ Examples:
     xdrcdepth project --out demo_output/projection.png
     xdrcdepth model-info --json
     xdrcdepth export --checkpoint runs/student/last.pt --height 192 --width 352 --out models/s.onnx
+    xdrcdepth import-checkpoint --arch lircdepth model-1170000-best_mae_2.00887 --out models/lirc
     xdrcdepth bench --json
     xdrcdepth nuscenes-to-bag --dataroot test/data/nuscenes --out /tmp/nusc_bag
     xdrcdepth replay /tmp/nusc_bag --out /tmp/depth_bag

@@ -292,6 +292,18 @@ def load_any_checkpoint(path: str | os.PathLike[str], official_arch: str = 'cafn
     return load_checkpoint(path)[0] if ours else load_official_checkpoint(path, official_arch)
 
 
+def save_imported_checkpoint(model: nn.Module, arch: str, path: str | os.PathLike[str],
+                             source: str | os.PathLike[str]) -> None:
+    """Write an imported network as ``OUT.pt`` (``save_checkpoint``), contract as extra keys.
+
+    ``xdrcdepth export --checkpoint OUT.pt`` then writes the same metadata as the import.
+    """
+    from xdrcdepth_ros.model.registry import save_checkpoint
+
+    save_checkpoint(path, model, extra={**OFFICIAL_INPUT_CONTRACT, 'training_data': RELEASES[arch],
+                                        'source_checkpoint': str(source)})
+
+
 def output_stem(out: str | os.PathLike[str]) -> Path:
     """``OUT`` of ``--out``: a trailing ``.onnx`` / ``.pt`` / ``.json`` is dropped."""
     path = Path(out)
@@ -319,20 +331,18 @@ def import_official_checkpoint(checkpoint: str | os.PathLike[str], arch: str,
     import tempfile
 
     from xdrcdepth_ros.export import export_model
-    from xdrcdepth_ros.model.registry import save_checkpoint
 
     model = load_official_checkpoint(checkpoint, arch)
     stem = output_stem(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    extra = {**OFFICIAL_INPUT_CONTRACT, 'training_data': RELEASES[arch],
-             'source_checkpoint': str(checkpoint)}
+    contract = OFFICIAL_INPUT_CONTRACT
     staging = Path(tempfile.mkdtemp(prefix=f'.{stem.name}.import-', dir=stem.parent))
     try:
-        save_checkpoint(staging / 'model.pt', model, extra=extra)
+        save_imported_checkpoint(model, arch, staging / 'model.pt', checkpoint)
         result = export_model(
             model, staging / 'model.onnx', height=height, width=width, model_name=arch,
-            radar_channels=extra['radar_channels'], radar_fields=extra['radar_fields'],
-            radar_sensors=extra['radar_sensors'], vertical_crop=extra['vertical_crop'],
+            radar_channels=contract['radar_channels'], radar_fields=contract['radar_fields'],
+            radar_sensors=contract['radar_sensors'], vertical_crop=contract['vertical_crop'],
             training_data=RELEASES[arch], checkpoint=str(checkpoint), opset=opset, rtol=rtol)
         final = {suffix: stem.with_name(stem.name + suffix) for suffix in ('.pt', '.json',
                                                                            '.onnx')}
