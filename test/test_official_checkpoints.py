@@ -6,6 +6,7 @@ release format by ``official_fixture`` so the loader path a user hits is the one
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,11 @@ TOLERANCE_M = 1e-3
 def lircdepth_file(tmp_path_factory) -> Path:
     return write_official_checkpoint('lircdepth',
                                      tmp_path_factory.mktemp('official') / 'lircdepth.pth')
+
+
+@pytest.fixture(scope='module')
+def lircdepth(lircdepth_file):
+    return load_official_checkpoint(lircdepth_file, 'lircdepth')
 
 
 @pytest.fixture(scope='module')
@@ -53,22 +59,22 @@ def _max_error(ours: torch.Tensor, official: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_lircdepth_matches_the_official_outputs(lircdepth_file):
+def test_lircdepth_matches_the_official_outputs(lircdepth):
     """Final depth within 1e-3 m of the official code. The intermediate maps: the official
     returns them in units of max_depth, ours in metres; they agree within 2e-5 of max_depth
     (2 mm), the float32 noise of the fixture itself (a float64 run of our model differs from
     it by 1.1 mm), while 1e-3 m in metres is below that noise."""
-    model = load_official_checkpoint(lircdepth_file, 'lircdepth')
     image, radar, official = _fixture_inputs('lircdepth')
     with torch.no_grad():
-        out = model(image, radar)
+        out = lircdepth(image, radar)
     assert _max_error(out.depth, official['out.4']) <= TOLERANCE_M
     for index, depth in enumerate(out.intermediate):
         assert _max_error(depth / MAX_DEPTH, official[f'out.3.{index}']) <= 2e-5, index
     # The maps depend on the weights: one changed tensor moves the depth well beyond 1e-3 m.
+    changed = copy.deepcopy(lircdepth)
     with torch.no_grad():
-        model.head.conv.weight.mul_(1.5)
-        assert _max_error(model(image, radar).depth, official['out.4']) > 10 * TOLERANCE_M
+        changed.head.conv.weight.mul_(1.5)
+        assert _max_error(changed(image, radar).depth, official['out.4']) > 10 * TOLERANCE_M
 
 
 @pytest.mark.slow
@@ -96,6 +102,8 @@ def test_a_bare_state_dict_loads_like_the_release_file(tmp_path):
     assert torch.equal(model.head.conv.weight, state['module.decoder.get_depth.0.weight'])
     assert torch.equal(model.up4[7][6].weight,
                        state['module.decoder.upconv4.7.pointwise_layer_transpose.0.weight'])
+    # train --teacher's loader takes such a file too, by the arch it is told.
+    assert isinstance(load_any_checkpoint(tmp_path / 'bare.pth', 'lircdepth'), type(model))
 
 
 def _bad_files(directory: Path) -> dict[str, Path]:
@@ -181,7 +189,7 @@ def imported(lircdepth_file, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_import_checkpoint_writes_onnx_sidecar_and_pt(imported, lircdepth_file):
+def test_import_checkpoint_writes_onnx_sidecar_and_pt(imported, lircdepth):
     """OUT.onnx runs in our engine with the official contract in its metadata and gives the
     torch model's depth; OUT.pt is one of our checkpoints holding the same weights."""
     from xdrcdepth_ros.core.engine import Engine
@@ -200,9 +208,8 @@ def test_import_checkpoint_writes_onnx_sidecar_and_pt(imported, lircdepth_file):
     assert 'best_mae_2.00887' in meta.training_data and meta.outputs == ('depth',)
 
     model, payload = load_checkpoint(pt_path)
-    original = load_official_checkpoint(lircdepth_file, 'lircdepth')
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                  original.state_dict().values()))
+                                                  lircdepth.state_dict().values()))
     assert payload['radar_fields'] == ['rcs', 'vx', 'vy']
     image, radar = example_inputs(96, 160, 4, seed=3)
     depth, _ = engine.run(image, radar)
@@ -240,16 +247,14 @@ def test_replay_runs_the_imported_model_on_the_bundled_bag(imported, nuscenes_ro
 def test_train_distils_two_steps_from_the_imported_cafnet(cafnet_file, cafnet, nuscenes_root,
                                                           tmp_path):
     """``train --teacher`` takes the imported CaFNet .pt (the file import-checkpoint writes;
-    its ONNX half is left out here, it costs a minute) and the release file as downloaded;
-    two steps with saliency KD on '1/8' and '1/4' and distribution KD give finite losses."""
+    its ONNX half is left out here, it costs a minute): two steps with saliency KD on '1/8'
+    and '1/4' and distribution KD give finite losses. (The release file as downloaded goes
+    through the same ``load_any_checkpoint``, tested on a bare LiRCDepth file above.)"""
     from xdrcdepth_ros.model.cafnet import CaFNet
     from xdrcdepth_ros.train.config import config_from_dict
     from xdrcdepth_ros.train.trainer import Trainer
 
     save_imported_checkpoint(cafnet, 'cafnet', tmp_path / 'cafnet.pt', cafnet_file)
-    downloaded = load_any_checkpoint(cafnet_file)
-    assert isinstance(downloaded, CaFNet)
-    assert torch.equal(downloaded.head.weight, cafnet.head.weight)
     cfg = config_from_dict({
         'data': {'dataset': 'nuscenes', 'root': str(nuscenes_root), 'version': 'v1.0-mini',
                  'train_split': 'all', 'val_split': 'all', 'height': 64, 'width': 128,
