@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench clean colcon
 
 venv: $(STAMP)
 
@@ -25,8 +25,34 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) -m xdrcdepth_ros demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q test
+# colcon test has run test_colcon.py (the installed node over DDS) already.
+test: colcon
+	$(PY) -m pytest -q test --ignore=test/test_colcon.py
+
+# The package built and tested the ROS way: a colcon workspace under build/ whose src/ links to
+# this checkout. colcon-core needs setuptools < 80, so colcon and that setuptools live in a
+# folder of their own put in front of the project venv on PYTHONPATH; colcon runs on the venv's
+# interpreter, so the installed scripts start it (shebang) and find rclpy, onnxruntime and the
+# rest there, as in a ROS user's venv made with --system-site-packages.
+COLCON_SITE := build/colcon/site
+COLCON_WS := build/colcon_ws
+COLCON := PYTHONPATH=$(abspath $(COLCON_SITE)) $(abspath $(PY)) -m colcon
+COLCON_STAMP := $(COLCON_SITE)/.installed
+COLCON_TESTS := test/test_colcon.py test/test_launch.py test/test_params.py
+
+$(COLCON_STAMP): $(STAMP)
+	rm -rf $(COLCON_SITE)
+	$(PY) -m pip install -q --target $(COLCON_SITE) 'setuptools<80' \
+		'colcon-common-extensions>=0.3' 'colcon-ros>=0.5' 'ros-jazzy-ament-package>=0.16'
+	touch $@
+
+colcon: $(COLCON_STAMP)
+	mkdir -p $(COLCON_WS)/src
+	ln -sfn $(CURDIR) $(COLCON_WS)/src/xdrcdepth_ros
+	cd $(COLCON_WS) && $(COLCON) build
+	cd $(COLCON_WS) && $(COLCON) test --return-code-on-test-failure \
+		--event-handlers console_direct+ --pytest-args $(COLCON_TESTS)
+	cd $(COLCON_WS) && $(COLCON) test-result --verbose
 
 bench: $(STAMP)
 	$(PY) bench/bench_geometry.py

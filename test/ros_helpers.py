@@ -288,10 +288,10 @@ class Rig:
 
         self.harness, self.node = harness, node
         image_type = CompressedImage if compressed else Image
-        image_topic = '/CAM_FRONT/image_raw' + ('/compressed' if compressed else '')
-        self.image = harness.publisher(image_type, image_topic)
-        self.info = harness.publisher(CameraInfo, '/CAM_FRONT/camera_info')
-        self.radar = harness.publisher(PointCloud2, '/RADAR_FRONT')
+        topics = node.input_topics  # the node's defaults: relative names in its namespace
+        self.image = harness.publisher(image_type, topics['image'])
+        self.info = harness.publisher(CameraInfo, topics['camera_info'])
+        self.radar = harness.publisher(PointCloud2, topics['radars'][0])
         types = {'depth': Image, 'camera_info': CameraInfo, 'depth_color': Image,
                  'saliency_overlay': Image, 'points': PointCloud2}
         self.out = {name: harness.subscribe(types[name], f'/xdrcdepth/{name}')

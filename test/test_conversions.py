@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import struct
 
 import cv2
 from hypothesis import given, settings, strategies as st
@@ -600,11 +601,69 @@ def test_radar_without_xyz_and_bad_field_map():
 
 
 def test_depth_16uc1_millimetres_and_invalid():
-    """REP 118 16UC1: mm rounded, NaN/-inf/<=0 -> 0, far/+inf saturate at 65535."""
-    depth = np.array([[1.2344, 1.2346, np.nan, -1.0],
-                      [0.0002, 70.0, np.inf, -np.inf]], np.float32)
+    """REP 118 16UC1: mm rounded; NaN, +-inf, <= 0 and beyond 65.535 m are 0 (invalid): a
+    clamped 65535 would be read as a valid 65.5 m."""
+    depth = np.array([[1.2344, 1.2346, np.nan, -1.0, 65.535],
+                      [0.0002, 70.0, np.inf, -np.inf, 65.5356]], np.float32)
     np.testing.assert_array_equal(conv.depth_to_image_array(depth, '16UC1'),
-                                  [[1234, 1235, 0, 0], [0, 65535, 65535, 0]])
+                                  [[1234, 1235, 0, 0, 65535], [0, 0, 0, 0, 0]])
+
+
+def decode_compressed_depth(fmt: str, data: bytes) -> tuple[str, np.ndarray]:
+    """The compressed_depth_image_transport decoder's steps, written out for the test: the
+    encoding before ';', a 12-byte ConfigHeader (int32 format, float32 a, b), a PNG read
+    unchanged; 32-bit encodings map stored inverse depth v != 0 to a / (v - b), 0 to NaN."""
+    encoding, _, transport = fmt.partition(';')
+    assert transport.strip() == 'compressedDepth png'
+    _, a, b = struct.unpack('<iff', data[:12])
+    plane = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert plane.dtype == np.uint16
+    if encoding != '32FC1':
+        return encoding, plane
+    with np.errstate(divide='ignore'):
+        depth = np.where(plane != 0, np.float32(a) / (plane.astype(np.float32) - np.float32(b)),
+                         np.float32(np.nan))
+    return encoding, depth.astype(np.float32)
+
+
+def test_compressed_depth_16uc1_is_lossless_for_the_standard_decoder():
+    depth = np.array([[1.2344, 70.0, np.nan], [3.5, 0.5, 64.0]], np.float32)
+    pixels = conv.depth_to_image_array(depth, '16UC1')
+    fmt, data = conv.compressed_depth_payload(pixels, '16UC1', 80.0)
+    assert fmt == '16UC1; compressedDepth png'
+    assert struct.unpack('<iff', data[:12]) == (0, 0.0, 0.0)
+    encoding, decoded = decode_compressed_depth(fmt, data)
+    assert encoding == '16UC1'
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def test_compressed_depth_32fc1_inverse_depth_within_one_quantisation_step():
+    """32FC1 goes as quantised inverse depth: decoded within one step z**2 / a (plus the
+    truncation), NaN, <= 0 and >= depth_max come back as NaN."""
+    rng = np.random.default_rng(3)
+    depth = rng.uniform(0.5, 79.9, (24, 40)).astype(np.float32)
+    depth[0, :4] = [np.nan, -1.0, 80.0, 95.0]
+    fmt, data = conv.compressed_depth_payload(depth, '32FC1', 80.0)
+    assert fmt == '32FC1; compressedDepth png'
+    fmt_id, a, b = struct.unpack('<iff', data[:12])
+    assert fmt_id == 0 and a == pytest.approx(100.0 * 101.0)
+    encoding, decoded = decode_compressed_depth(fmt, data)
+    assert encoding == '32FC1' and decoded.shape == depth.shape
+    assert np.isnan(decoded[0, :4]).all()
+    valid = np.isfinite(depth) & (depth > 0) & (depth < 80.0)
+    assert np.isfinite(decoded[valid]).all()
+    step = depth[valid] ** 2 / a * 1.01 + 1e-4
+    assert np.all(np.abs(decoded[valid] - depth[valid]) <= step)
+    assert np.all(decoded[valid] >= depth[valid] - 1e-4)  # truncation rounds depth up only
+
+
+def test_compressed_depth_rejects_what_the_transport_cannot_carry():
+    with pytest.raises(ConversionError, match='32FC1 or 16UC1'):
+        conv.compressed_depth_payload(np.zeros((2, 2), np.uint8), 'mono8', 80.0)
+    with pytest.raises(ConversionError, match='16UC1 depth must be'):
+        conv.compressed_depth_payload(np.zeros((2, 2), np.float32), '16UC1', 80.0)
+    with pytest.raises(ConversionError, match='depth_max_m'):
+        conv.compressed_depth_payload(np.zeros((2, 2), np.float32), '32FC1', 0.0)
 
 
 def test_depth_32fc1_keeps_nan(flavour):
@@ -630,6 +689,25 @@ def test_depth_to_points_back_projects_pixels():
     assert conv.depth_to_points(depth, K, stride=3).shape == (1, 3)
     with pytest.raises(ConversionError, match='stride'):
         conv.depth_to_points(depth, K, stride=0)
+
+
+def test_organized_points_keep_the_pixel_grid_with_nan_for_invalid(flavour):
+    """An organised cloud is height x width of the sampled pixels; invalid pixels are NaN points
+    (the PointCloud2 is then not dense), valid ones equal the unorganised cloud's."""
+    K = np.array([[100.0, 0, 2.0], [0, 50.0, 1.0], [0, 0, 1]])
+    depth = np.full((3, 5), np.nan, np.float32)
+    depth[0, 0], depth[2, 4], depth[1, 2], depth[2, 2] = 10.0, 4.0, -1.0, 2.0
+    grid = conv.depth_to_points(depth, K, stride=2, organized=True)
+    assert grid.shape == (2, 3, 3)
+    valid = np.isfinite(grid[..., 2])
+    assert valid.sum() == 3
+    np.testing.assert_allclose(grid[valid], conv.depth_to_points(depth, K, stride=2), rtol=1e-6)
+    assert np.isnan(grid[~valid]).all()
+    msg = conv.make_pointcloud2(flavour.PointCloud2, flavour.PointField, flavour.header(),
+                                conv.xyz_cloud_array(grid))
+    assert (msg.height, msg.width, msg.is_dense) == (2, 3, False)
+    back = conv.pointcloud2_to_array(msg)
+    np.testing.assert_array_equal(back['z'].reshape(2, 3), grid[..., 2])
 
 
 def test_stamp_helpers_round_trip():

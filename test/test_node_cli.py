@@ -200,10 +200,10 @@ def test_input_qos_is_sensor_data_unless_overridden_with_qos_overrides(harness, 
         return subscription.qos_profile.reliability
 
     default = start(harness, **base)
-    topics = [default.config.subscribed_image_topic, default.config.camera_info_topic,
-              *default.config.radar_topics]
+    topics = [default.input_topics['image'], default.input_topics['camera_info'],
+              *default.input_topics['radars']]
     assert {reliability(default, t) for t in topics} == {ReliabilityPolicy.BEST_EFFORT}
-    overrides = reliable_input_overrides(default.config)
+    overrides = reliable_input_overrides(default.config.with_absolute_topics())
     harness.executor.remove_node(default)
     default.destroy_node()
     reliable = start(harness, **base, **overrides)

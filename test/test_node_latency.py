@@ -57,8 +57,8 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
     with Harness() as harness:
         node = harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=params,
                                          pipeline=slow_pipeline(node_model)))
-        image_pub = harness.publisher(Image, '/CAM_FRONT/image_raw')
-        info_pub = harness.publisher(CameraInfo, '/CAM_FRONT/camera_info')
+        image_pub = harness.publisher(Image, node.input_topics['image'])
+        info_pub = harness.publisher(CameraInfo, node.input_topics['camera_info'])
         depth = harness.subscribe(Image, '/xdrcdepth/depth', timed=True)
         diagnostics = harness.subscribe(DiagnosticArray, '/diagnostics')
         harness.wait_connected([image_pub, info_pub])

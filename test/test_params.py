@@ -132,8 +132,36 @@ def test_schema_rejects_bad_documents(change, problem):
 def test_defaults_make_a_valid_configuration():
     config = NodeConfig.from_values({})
     assert config.sync_config().slop_ns == 50_000_000
-    assert config.subscribed_image_topic == '/CAM_FRONT/image_raw'
+    assert config.subscribed_image_topic == 'image'
     assert config.radar_offsets_ns() == (0,)
+
+
+def test_inputs_default_to_relative_names_resolved_in_the_namespace():
+    """image, camera_info and radar_0 move with the node's namespace, as image_pipeline's do;
+    absolute names stay put."""
+    config = NodeConfig.from_values({'image_transport': 'compressed'})
+    assert (config.image_topic, config.camera_info_topic, config.radar_topics) == (
+        'image', 'camera_info', ('radar_0',))
+    front = config.with_absolute_topics('/front')
+    assert front.subscribed_image_topic == '/front/image/compressed'
+    assert (front.camera_info_topic, front.radar_topics) == ('/front/camera_info',
+                                                             ('/front/radar_0',))
+    assert config.with_absolute_topics().radar_topics == ('/radar_0',)
+    absolute = NodeConfig.from_values({'radar_topics': ['/RADAR_FRONT', 'radar_1']})
+    assert absolute.with_absolute_topics('/front').radar_topics == ('/RADAR_FRONT',
+                                                                    '/front/radar_1')
+
+
+def test_camera_only_subscribes_no_radar_and_ignores_its_radar_parameters():
+    """rcl drops an empty radar_topics list from YAML and -p, so camera_only says "no radar";
+    the radar parameters a params file may still carry are then not used."""
+    config = NodeConfig.from_values({'camera_only': True, 'extrinsics_source': 'parameters',
+                                     'radar_extrinsics': [0.5] * 7,
+                                     'radar_time_offsets_s': [0.1]})
+    assert config.radar_topics == config.radar_extrinsics == config.radar_time_offsets_s == ()
+    assert config.sync_config().radar_offsets_ns == ()
+    with pytest.raises(ValueError, match='no radar is subscribed'):
+        NodeConfig.from_values({'camera_only': True, 'require_radar': True})
 
 
 @pytest.mark.parametrize('name, value, reason', [
@@ -159,7 +187,7 @@ def test_bad_values_are_rejected_with_the_reason(name, value, reason):
      'expected a unit quaternion'),
     ({'radar_time_offsets_s': [0.0, 0.0]}, 'has 2 values for 1 radar topics'),
     ({'sync_slop': 0.5, 'sync_max_age_s': 0.2}, 'must be >= sync_slop'),
-    ({'radar_topics': [], 'require_radar': True}, 'radar_topics is empty'),
+    ({'radar_topics': [], 'require_radar': True}, 'no radar is subscribed'),
     ({'nonsense': 1}, "unknown parameter 'nonsense'"),
 ])
 def test_inconsistent_combinations_are_rejected(values, reason):

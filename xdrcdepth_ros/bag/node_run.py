@@ -105,7 +105,8 @@ def run_node_on_bag(bag: Path, writer: BagWriter, scenes: list[dict[str, Any]],
             values = {**load_params_file(bag / 'params' / f'{scene["name"]}.CAM_FRONT.yaml'),
                       **overrides}
             if reliable_inputs:
-                values.update(reliable_input_overrides(NodeConfig.from_values(values)))
+                values.update(reliable_input_overrides(
+                    NodeConfig.from_values(values).with_absolute_topics()))
             params = params_dir / f'{scene["name"]}.yaml'
             params.write_text(yaml.safe_dump({'/**': {'ros__parameters': values}},
                                              sort_keys=False))

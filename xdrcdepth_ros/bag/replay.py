@@ -116,18 +116,23 @@ def resolve_params(bag: str | Path, *, params_file: str | Path | None = None,
     bag, overrides = Path(bag), dict(overrides or {})
     if params_file is not None:
         values = {**load_params_file(params_file), **overrides}
-        return [ParamsWindow(0, NodeConfig.from_values(values), str(params_file))]
+        return [ParamsWindow(0, _bag_config(values), str(params_file))]
     windows = []
     for scene in bag_scenes(bag):
         path = bag / 'params' / f'{scene["name"]}.{camera}.yaml'
         if path.is_file():
             values = {**load_params_file(path), **overrides}
-            windows.append(ParamsWindow(int(scene['start_ns']), NodeConfig.from_values(values),
-                                        str(path)))
+            windows.append(ParamsWindow(int(scene['start_ns']), _bag_config(values), str(path)))
     if windows:
         return sorted(windows, key=lambda w: w.start_ns)
-    return [ParamsWindow(0, NodeConfig.from_values({**defaults(), **overrides}),
+    return [ParamsWindow(0, _bag_config({**defaults(), **overrides}),
                          'node defaults (config/xdrcdepth.yaml)')]
+
+
+def _bag_config(values: dict[str, Any]) -> NodeConfig:
+    """The node configuration of ``values`` with relative input names resolved as for a node in
+    the root namespace: bag topics are absolute."""
+    return NodeConfig.from_values(values).with_absolute_topics()
 
 
 class _Scene:

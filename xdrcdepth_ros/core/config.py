@@ -8,7 +8,7 @@ Units are in the names where they are not obvious: ``*_s`` is seconds, ``*_m`` i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import enum
 import math
 from pathlib import Path
@@ -88,15 +88,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'CPU threads of the ONNX Runtime CPU kernels or of OpenVINO; 0 = the runtime default '
               '(one per physical core)',
               minimum=0, maximum=64),
-    ParamSpec('image_topic', ParamType.STRING, '/CAM_FRONT/image_raw',
-              'camera image topic (sensor_msgs/Image; compressed transport adds /compressed)'),
+    ParamSpec('image_topic', ParamType.STRING, 'image',
+              'camera image topic, relative names resolve in the node namespace (remap image:=...); '
+              'sensor_msgs/Image, the compressed transport adds /compressed'),
     ParamSpec('image_transport', ParamType.STRING, 'raw',
               'raw: sensor_msgs/Image on image_topic; compressed: CompressedImage on '
               '<image_topic>/compressed', choices=('raw', 'compressed')),
-    ParamSpec('camera_info_topic', ParamType.STRING, '/CAM_FRONT/camera_info',
-              'sensor_msgs/CameraInfo of the camera (k and the image size are used)'),
-    ParamSpec('radar_topics', ParamType.STRING_ARRAY, ['/RADAR_FRONT'],
-              'sensor_msgs/PointCloud2 radar topics; each sweep is projected into the image'),
+    ParamSpec('camera_info_topic', ParamType.STRING, 'camera_info',
+              'sensor_msgs/CameraInfo of the camera (k and the image size are used); relative '
+              'names resolve in the node namespace'),
+    ParamSpec('radar_topics', ParamType.STRING_ARRAY, ['radar_0'],
+              'sensor_msgs/PointCloud2 radar topics (relative: in the node namespace); each sweep '
+              'is projected into the image'),
+    ParamSpec('camera_only', ParamType.BOOL, False,
+              'true: subscribe to no radar (radar_topics, radar_time_offsets_s and '
+              'radar_extrinsics are not used); the way to say "no radar", as ROS drops an empty '
+              'radar_topics list'),
     ParamSpec('radar_fields', ParamType.STRING_ARRAY, [],
               "PointCloud2 fields feeding the model's radar channels after depth, in order; "
               "empty: the fields the model was trained with (its metadata's radar_fields)"),
@@ -225,6 +232,7 @@ class NodeConfig:
     image_transport: str
     camera_info_topic: str
     radar_topics: tuple[str, ...]
+    camera_only: bool
     radar_fields: tuple[str, ...]
     radar_time_offsets_s: tuple[float, ...]
     sync_slop: float
@@ -265,6 +273,8 @@ class NodeConfig:
             if reason:
                 problems.append(reason)
             merged[param.name] = value
+        if merged['camera_only'] is True:
+            merged.update(radar_topics=[], radar_time_offsets_s=[], radar_extrinsics=[])
         if not problems:
             problems += _cross_check(merged)
         if problems:
@@ -314,9 +324,28 @@ class NodeConfig:
     @property
     def subscribed_image_topic(self) -> str:
         """The topic actually subscribed: ``image_topic`` or ``<image_topic>/compressed``."""
-        if self.image_transport == 'compressed':
-            return self.image_topic.rstrip('/') + '/compressed'
-        return self.image_topic
+        return transport_topic(self.image_topic, self.image_transport)
+
+    def with_absolute_topics(self, namespace: str = '/') -> NodeConfig:
+        """This configuration with every relative input name resolved in ``namespace`` (as
+        without remapping), for tools that match topics by name (bag replay)."""
+        return replace(self, image_topic=absolute_topic(self.image_topic, namespace),
+                       camera_info_topic=absolute_topic(self.camera_info_topic, namespace),
+                       radar_topics=tuple(absolute_topic(t, namespace) for t in self.radar_topics))
+
+
+def transport_topic(image_topic: str, transport: str) -> str:
+    """The topic of ``image_topic`` in an image_transport (``raw`` is the base topic)."""
+    return image_topic if transport == 'raw' else f'{image_topic.rstrip("/")}/{transport}'
+
+
+def absolute_topic(name: str, namespace: str = '/') -> str:
+    """``name`` resolved in ``namespace`` the way ROS does without remapping rules
+    (``image`` in ``/front`` -> ``/front/image``; absolute names unchanged)."""
+    if name.startswith('/'):
+        return name
+    prefix = namespace.strip('/')
+    return f'/{prefix}/{name}' if prefix else f'/{name}'
 
 
 def _cross_check(values: Mapping[str, Any]) -> list[str]:
@@ -329,7 +358,8 @@ def _cross_check(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"sync_max_age_s ({values['sync_max_age_s']}) must be >= sync_slop "
                         f"({values['sync_slop']}), or matching sweeps would be discarded as stale")
     if values['require_radar'] and not topics:
-        problems.append('require_radar is true but radar_topics is empty')
+        problems.append('require_radar is true but no radar is subscribed (camera_only or an '
+                        'empty radar_topics)')
     offsets = list(values['radar_time_offsets_s'])
     if offsets and len(offsets) != len(topics):
         problems.append(f'radar_time_offsets_s has {len(offsets)} values for {len(topics)} '

@@ -38,7 +38,8 @@ from xdrcdepth_ros.core.geometry import transform_from_xyzw
 from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, MessageClasses, NODE_NAME,
                                            parameter_extrinsics, pipeline_from_config, SkipReason,
                                            StepOutput)
-from xdrcdepth_ros.core.config import check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType
+from xdrcdepth_ros.core.config import (check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType,
+                                       transport_topic)
 from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
 from xdrcdepth_ros.core.sync import SyncedFrame
 
@@ -144,6 +145,7 @@ class XdrcDepthNode(Node):
         provider = getattr(self.pipeline.engine, 'provider', 'unknown')
         self.stats = NodeStats(str(getattr(provider, 'value', provider)))
         self._last_warning: dict[str, int] = {}
+        self._camera_frame = ''  # the newest image's frame_id: /diagnostics' hardware_id
         self._extrinsics = self._make_extrinsics()
         self.step = FrameStep(self.config, self.pipeline, _MESSAGES, self._extrinsics,
                               report=self._warn, count=self.stats.count)
@@ -156,14 +158,14 @@ class XdrcDepthNode(Node):
                                         daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f'{self.config.subscribed_image_topic} + {list(self.config.radar_topics)} -> '
+            f'{self.input_topics["image"]} + {list(self.input_topics["radars"])} -> '
             f'{self.resolve_topic_name("~/depth")} ({metadata.model_name} '
             f'{metadata.input_width}x{metadata.input_height} on {self.stats.provider})')
 
     # ------------------------------------------------------------------------- set-up
 
     def _make_extrinsics(self) -> Extrinsics:
-        if self.config.extrinsics_source == 'parameters':
+        if self.config.extrinsics_source == 'parameters' or not self.config.radar_topics:
             return parameter_extrinsics(self.config)
         try:
             import tf2_ros
@@ -186,13 +188,14 @@ class XdrcDepthNode(Node):
         # each subscription gets its own copy, never the shared qos_profile_sensor_data.
         overridable = QoSOverridingOptions.with_default_policies()
         image_type = CompressedImage if config.image_transport == 'compressed' else Image
-        self.create_subscription(image_type, config.subscribed_image_topic, self._on_image,
+        topics = self.input_topics
+        self.create_subscription(image_type, topics['image'], self._on_image,
                                  _sensor_qos(), callback_group=inputs,
                                  qos_overriding_options=overridable)
-        self.create_subscription(CameraInfo, config.camera_info_topic, self._on_camera_info,
+        self.create_subscription(CameraInfo, topics['camera_info'], self._on_camera_info,
                                  _sensor_qos(), callback_group=inputs,
                                  qos_overriding_options=overridable)
-        for index, topic in enumerate(config.radar_topics):
+        for index, topic in enumerate(topics['radars']):
             self.create_subscription(
                 PointCloud2, topic, lambda msg, index=index: self._on_radar(index, msg),
                 _sensor_qos(), callback_group=inputs, qos_overriding_options=overridable)
@@ -206,6 +209,17 @@ class XdrcDepthNode(Node):
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(config.diagnostics_period_s, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
+
+    @property
+    def input_topics(self) -> dict[str, Any]:
+        """Resolved input names: ``image`` (with its transport suffix), ``camera_info`` and
+        ``radars`` (a tuple). Remapping applies to the base image name, as image_transport
+        does: ``image:=/cam/image_raw`` moves ``image/compressed`` too."""
+        config = self.config
+        return {'image': transport_topic(self.resolve_topic_name(config.image_topic),
+                                         config.image_transport),
+                'camera_info': self.resolve_topic_name(config.camera_info_topic),
+                'radars': tuple(self.resolve_topic_name(t) for t in config.radar_topics)}
 
     @property
     def output_suffixes(self) -> tuple[str, ...]:
@@ -271,6 +285,7 @@ class XdrcDepthNode(Node):
         output = self.step.run(synced, wanted=self.wanted)
         if output is None:
             return
+        self._camera_frame = dict(output.messages)['depth'].header.frame_id
         publish_ms = self.publish(output)
         timings = output.timings_ms
         self.stats.frame_done({
@@ -311,7 +326,7 @@ class XdrcDepthNode(Node):
         level, message, values = self.diagnostics(new_period=True)
         status = DiagnosticStatus(
             level=bytes([int(level)]), name=f'{self.get_name()}: depth', message=message,
-            hardware_id=self.stats.provider,
+            hardware_id=self._camera_frame or self.input_topics['image'],
             values=[KeyValue(key=key, value=value) for key, value in values.items()])
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

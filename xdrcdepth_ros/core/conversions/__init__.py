@@ -25,7 +25,11 @@ from xdrcdepth_ros.core.conversions.camera_info import (
     CameraModel,
     make_camera_info,
 )
-from xdrcdepth_ros.core.conversions.depth import depth_to_image_array, depth_to_points
+from xdrcdepth_ros.core.conversions.depth import (
+    compressed_depth_payload,
+    depth_to_image_array,
+    depth_to_points,
+)
 from xdrcdepth_ros.core.conversions.image import (
     compressed_to_rgb,
     encoding_layout,
@@ -54,6 +58,7 @@ __all__ = [
     'RadarFieldMap',
     'array_to_pointcloud2_fields',
     'camera_info_to_model',
+    'compressed_depth_payload',
     'compressed_to_rgb',
     'depth_to_image_array',
     'depth_to_points',

@@ -174,10 +174,11 @@ def make_pointcloud2(cloud_cls: type, field_cls: type, header: Any, array: np.nd
 
 
 def xyz_cloud_array(points: np.ndarray) -> np.ndarray:
-    """(N,) structured float32 ``x, y, z`` array (12-byte points) from (N, 3) points."""
+    """Structured float32 ``x, y, z`` array (12-byte points): (N,) from (N, 3) points, or an
+    organised (H, W) cloud from (H, W, 3)."""
     points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ConversionError(f'points must be (N, 3), got shape {points.shape}')
-    cloud = np.empty(points.shape[0], dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4')])
-    cloud.view('<f4').reshape(-1, 3)[:] = points
+    if points.ndim not in (2, 3) or points.shape[-1] != 3:
+        raise ConversionError(f'points must be (N, 3) or (H, W, 3), got shape {points.shape}')
+    cloud = np.empty(points.shape[:-1], dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4')])
+    cloud.reshape(-1).view('<f4').reshape(-1, 3)[:] = points.reshape(-1, 3)
     return cloud
