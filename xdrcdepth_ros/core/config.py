@@ -144,6 +144,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'publish ~/saliency_overlay (rgb8) when the model has a saliency output'),
     ParamSpec('publish_points', ParamType.BOOL, False,
               'publish ~/points (PointCloud2 x, y, z in the camera optical frame)'),
+    ParamSpec('points_organized', ParamType.BOOL, False,
+              'true: ~/points is an organised cloud (height x width of the sampled pixels, NaN '
+              'points where depth is invalid); false: valid points only (height 1)'),
+    ParamSpec('publish_compressed', ParamType.BOOL, False,
+              'also publish the image_transport forms ~/depth/compressedDepth (16-bit PNG, '
+              'readable by compressed_depth_image_transport) and, with publish_color, '
+              '~/depth_color/compressed (JPEG); for recording and remote viewing'),
     ParamSpec('points_stride', ParamType.INTEGER, 4,
               'keep every n-th pixel in both directions for ~/points', read_only=False,
               minimum=1, maximum=64),
@@ -247,6 +254,8 @@ class NodeConfig:
     publish_color: bool
     publish_saliency: bool
     publish_points: bool
+    points_organized: bool
+    publish_compressed: bool
     points_stride: int
     color_max_depth_m: float
     diagnostics_period_s: float

@@ -43,8 +43,14 @@ OUTPUT_TYPES = {
     'depth': 'sensor_msgs/msg/Image', 'camera_info': 'sensor_msgs/msg/CameraInfo',
     'depth_color': 'sensor_msgs/msg/Image', 'saliency_overlay': 'sensor_msgs/msg/Image',
     'points': 'sensor_msgs/msg/PointCloud2',
+    'depth/compressedDepth': 'sensor_msgs/msg/CompressedImage',
+    'depth_color/compressed': 'sensor_msgs/msg/CompressedImage',
 }
-"""Private output topics of the node (``~/<suffix>``) and their message types."""
+"""Private output topics of the node (``~/<suffix>``) and their message types; the last two
+are the image_transport names of ``depth`` and ``depth_color`` (``publish_compressed``)."""
+JPEG_QUALITY = 90
+"""Quality of ``~/depth_color/compressed`` (compressed_image_transport's default is 95; the
+colour map has large flat areas, where 90 shows no artefacts at a third less bytes)."""
 OUTPUT_SUFFIXES = tuple(OUTPUT_TYPES)
 NONFINITE_RADAR_POINTS = 'radar_points_nonfinite'
 """Counter of radar points dropped for a non-finite x, y or z (the sweep itself is used)."""
@@ -306,6 +312,8 @@ class MessageClasses:
     cloud: type
     point_field: type
     roi: type | None = None
+    compressed: type | None = None
+    """``sensor_msgs/CompressedImage``, needed only with ``publish_compressed``."""
 
     @classmethod
     def from_typestore(cls, store: Any) -> MessageClasses:
@@ -313,7 +321,8 @@ class MessageClasses:
         types = store.types
         return cls(types['sensor_msgs/msg/Image'], types['sensor_msgs/msg/CameraInfo'],
                    types['sensor_msgs/msg/PointCloud2'], types['sensor_msgs/msg/PointField'],
-                   types['sensor_msgs/msg/RegionOfInterest'])
+                   types['sensor_msgs/msg/RegionOfInterest'],
+                   types['sensor_msgs/msg/CompressedImage'])
 
 
 def output_camera(result: DepthResult, camera: conversions.CameraModel) -> conversions.CameraModel:
@@ -335,7 +344,10 @@ def output_messages(result: DepthResult, camera: conversions.CameraModel, header
 
     ``depth`` (``depth_encoding``: 32FC1 m with NaN invalid, or 16UC1 mm with 0 invalid) and
     ``camera_info`` always; ``depth_color``, ``saliency_overlay`` (both rgb8) and ``points``
-    (x, y, z float32 in the camera optical frame) when enabled in ``config`` and ``wanted``.
+    (x, y, z float32 in the camera optical frame; organised with ``points_organized``) when
+    enabled in ``config`` and ``wanted``; with ``publish_compressed`` also
+    ``depth/compressedDepth`` (the compressedDepth transport's PNG) and
+    ``depth_color/compressed`` (JPEG, when ``publish_color``).
 
     Args:
         result: the pipeline result.
@@ -355,15 +367,28 @@ def output_messages(result: DepthResult, camera: conversions.CameraModel, header
                                             config.depth_encoding)),
            ('camera_info', conversions.make_camera_info(
                classes.camera_info, header, output_camera(result, camera), roi_cls=classes.roi))]
-    if config.publish_color and wanted('depth_color'):
+    if config.publish_compressed and wanted('depth/compressedDepth'):
+        fmt, data = conversions.compressed_depth_payload(depth, config.depth_encoding, max_depth)
+        out.append(('depth/compressedDepth', conversions.make_compressed_image(
+            classes.compressed, header, data, fmt)))
+    color_topics = [suffix for suffix, on in (('depth_color', True),
+                                              ('depth_color/compressed', config.publish_compressed))
+                    if on and config.publish_color and wanted(suffix)]
+    if color_topics:
         color = visualize.colorize_depth(result.depth, config.color_max_depth_m or max_depth)
+    if 'depth_color' in color_topics:
         out.append(('depth_color', conversions.make_image(classes.image, header, color, 'rgb8')))
+    if 'depth_color/compressed' in color_topics:
+        out.append(('depth_color/compressed', conversions.make_compressed_image(
+            classes.compressed, header, conversions.encode_jpeg(color, JPEG_QUALITY),
+            'rgb8; jpeg compressed bgr8')))
     if config.publish_saliency and result.saliency is not None and wanted('saliency_overlay'):
         overlay = visualize.saliency_overlay(result.image, result.saliency)
         out.append(('saliency_overlay', conversions.make_image(classes.image, header, overlay,
                                                                'rgb8')))
     if config.publish_points and wanted('points'):
-        points = conversions.depth_to_points(result.depth, result.K, config.points_stride)
+        points = conversions.depth_to_points(result.depth, result.K, config.points_stride,
+                                             organized=config.points_organized)
         out.append(('points', conversions.make_pointcloud2(
             classes.cloud, classes.point_field, header, conversions.xyz_cloud_array(points))))
     return out

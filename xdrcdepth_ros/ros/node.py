@@ -10,7 +10,10 @@ arrives before the first CameraInfo waits for one up to ``sync_wait_s``.
 
 Outputs (reliable QoS, private names): ``~/depth`` (REP 118, stamp and frame_id of the image),
 ``~/camera_info`` (matching the depth size), and when enabled ``~/depth_color``,
-``~/saliency_overlay`` and ``~/points``; ``/diagnostics`` every ``diagnostics_period_s``.
+``~/saliency_overlay``, ``~/points``, ``~/depth/compressedDepth`` and
+``~/depth_color/compressed``; ``/diagnostics`` every ``diagnostics_period_s`` (its
+``hardware_id`` is the camera's frame id). Inputs default to relative names (``image``,
+``camera_info``, ``radar_0``), resolved in the node's namespace and remappable.
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ _ROS_TYPES = {
     ParamType.DOUBLE_ARRAY: Parameter.Type.DOUBLE_ARRAY,
 }
 _OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-_MESSAGES = MessageClasses(Image, CameraInfo, PointCloud2, PointField)
+_MESSAGES = MessageClasses(Image, CameraInfo, PointCloud2, PointField,
+                           compressed=CompressedImage)
 _WARN_PERIOD_NS = 5_000_000_000
 _MIN_WAIT_S = 0.001  # never spin: a due-but-unreleased image is re-checked at most at 1 kHz
 
@@ -165,7 +169,9 @@ class XdrcDepthNode(Node):
     # ------------------------------------------------------------------------- set-up
 
     def _make_extrinsics(self) -> Extrinsics:
-        if self.config.extrinsics_source == 'parameters' or not self.config.radar_topics:
+        if not self.config.radar_topics:
+            return lambda index, radar_frame, camera_frame, stamp_ns: None  # never asked
+        if self.config.extrinsics_source == 'parameters':
             return parameter_extrinsics(self.config)
         try:
             import tf2_ros
@@ -202,7 +208,10 @@ class XdrcDepthNode(Node):
         outputs = {'depth': Image, 'camera_info': CameraInfo}
         enabled = {'depth_color': (config.publish_color, Image),
                    'saliency_overlay': (config.publish_saliency, Image),
-                   'points': (config.publish_points, PointCloud2)}
+                   'points': (config.publish_points, PointCloud2),
+                   'depth/compressedDepth': (config.publish_compressed, CompressedImage),
+                   'depth_color/compressed': (config.publish_compressed and config.publish_color,
+                                              CompressedImage)}
         outputs.update({suffix: kind for suffix, (on, kind) in enabled.items() if on})
         self._outputs = {suffix: self.create_publisher(kind, f'~/{suffix}', _OUTPUT_QOS)
                             for suffix, kind in outputs.items()}

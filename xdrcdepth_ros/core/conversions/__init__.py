@@ -32,6 +32,7 @@ from xdrcdepth_ros.core.conversions.depth import (
 )
 from xdrcdepth_ros.core.conversions.image import (
     compressed_to_rgb,
+    encode_jpeg,
     encoding_layout,
     image_to_array,
     image_to_rgb,
@@ -62,6 +63,7 @@ __all__ = [
     'compressed_to_rgb',
     'depth_to_image_array',
     'depth_to_points',
+    'encode_jpeg',
     'encoding_layout',
     'image_to_array',
     'image_to_rgb',

@@ -174,6 +174,25 @@ def make_image(image_cls: type, header: Any, array: np.ndarray, encoding: str, *
                       data=_pack_bytes(image_cls, data, copy and contiguous is pixels))
 
 
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of an (H, W, 3) uint8 RGB image, as compressed_image_transport writes them
+    (format ``'rgb8; jpeg compressed bgr8'``: the file holds the usual JPEG colour order).
+
+    Raises:
+        ConversionError: not (H, W, 3) uint8, a quality outside 1..100, or the encoder failed.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ConversionError(f'JPEG needs (H, W, 3) uint8 RGB, got {rgb.dtype} {rgb.shape}')
+    if not 1 <= int(quality) <= 100:
+        raise ConversionError(f'JPEG quality must be in 1..100, got {quality!r}')
+    ok, encoded = cv2.imencode('.jpg', np.ascontiguousarray(rgb[:, :, ::-1]),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ConversionError(f'JPEG encoding of a {rgb.shape} image failed')
+    return encoded.tobytes()
+
+
 def make_compressed_image(compressed_cls: type, header: Any, payload: bytes | np.ndarray,
                           fmt: str = 'jpeg') -> Any:
     """Build a sensor_msgs/CompressedImage from already encoded bytes (e.g. a JPEG file)."""
