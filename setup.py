@@ -11,6 +11,8 @@ ROS_WHEELS = [
     'ros-jazzy-std-msgs',
     'ros-jazzy-geometry-msgs',
     'ros-jazzy-diagnostic-msgs',
+    'ros-jazzy-lifecycle-msgs',
+    'ros-jazzy-rcl-interfaces',
 ]
 # One onnxruntime build per environment: they all install the same `onnxruntime` module.
 ORT_CPU = 'onnxruntime>=1.18'
@@ -61,6 +63,7 @@ setup(
         'console_scripts': [
             'xdrcdepth = xdrcdepth_ros.cli:main',
             'xdrcdepth_node = xdrcdepth_ros.ros.node:main',
+            'xdrcdepth_lifecycle_node = xdrcdepth_ros.ros.lifecycle_node:main',
         ],
     },
 )

@@ -28,7 +28,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import NameValidationException, ParameterException
+from rclpy.exceptions import (NameValidationException, ParameterException,
+                               ParameterUninitializedException)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
@@ -132,13 +133,34 @@ class XdrcDepthNode(Node):
             raise
 
     def _setup(self, pipeline: Any) -> None:
-        values = {}
+        """Declare, configure and activate at once (the lifecycle variant splits these)."""
+        self._declare_parameters()
+        self._configure(pipeline)
+        self._activate()
+
+    def _declare_parameters(self) -> None:
         for spec in PARAMETERS:
             # ROS cannot type an empty array default: declare those by type (unset = empty).
             default = spec.default if spec.default != [] else _ROS_TYPES[spec.type]
-            values[spec.name] = self.declare_parameter(spec.name, default,
-                                                       _descriptor(spec)).value
-        self.config = NodeConfig.from_values(values)
+            self.declare_parameter(spec.name, default, _descriptor(spec))
+        self.step = self.frames = None  # set by _configure
+        self._worker: threading.Thread | None = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def _parameter_values(self) -> dict[str, Any]:
+        """Current values of the table's parameters; None for an array declared by type and
+        never set (read as empty)."""
+        values: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            try:
+                values[spec.name] = self.get_parameter(spec.name).value
+            except ParameterUninitializedException:
+                values[spec.name] = None
+        return values
+
+    def _configure(self, pipeline: Any) -> None:
+        """Read the parameters, load the model (engine build) and set up the frame builder."""
+        self.config = NodeConfig.from_values(self._parameter_values())
         self.pipeline = pipeline if pipeline is not None else pipeline_from_config(self.config)
         metadata = self.pipeline.engine.metadata
         if self.config.radar_fields and (tuple(self.config.radar_fields)
@@ -154,17 +176,40 @@ class XdrcDepthNode(Node):
         self.step = FrameStep(self.config, self.pipeline, _MESSAGES, self._extrinsics,
                               report=self._warn, count=self.stats.count)
         self.frames = self.step.frames
+
+    def _activate(self) -> None:
+        """Subscribe, advertise the outputs and start the worker."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._create_io()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._run_worker, name='xdrcdepth-worker',
                                         daemon=True)
         self._worker.start()
+        metadata = self.pipeline.engine.metadata
         self.get_logger().info(
             f'{self.input_topics["image"]} + {list(self.input_topics["radars"])} -> '
             f'{self.resolve_topic_name("~/depth")} ({metadata.model_name} '
             f'{metadata.input_width}x{metadata.input_height} on {self.stats.provider})')
+
+    def _deactivate(self) -> None:
+        """Stop the worker (after the frame in flight) and drop subscriptions and outputs."""
+        if self._worker is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not threading.current_thread():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        for subscription in self._io_subscriptions:
+            self.destroy_subscription(subscription)
+        for publisher in [*self._outputs.values(), self._pub_diag]:
+            self.destroy_publisher(publisher)
+        self.destroy_timer(self._io_timer)
+        self._io_subscriptions, self._outputs = [], {}
+
+    def _cleanup(self) -> None:
+        """Free the engine and the frame state (a new configure loads them again)."""
+        self.pipeline = self.step = self.frames = self._extrinsics = None
 
     # ------------------------------------------------------------------------- set-up
 
@@ -195,16 +240,17 @@ class XdrcDepthNode(Node):
         overridable = QoSOverridingOptions.with_default_policies()
         image_type = CompressedImage if config.image_transport == 'compressed' else Image
         topics = self.input_topics
-        self.create_subscription(image_type, topics['image'], self._on_image,
-                                 _sensor_qos(), callback_group=inputs,
-                                 qos_overriding_options=overridable)
-        self.create_subscription(CameraInfo, topics['camera_info'], self._on_camera_info,
-                                 _sensor_qos(), callback_group=inputs,
-                                 qos_overriding_options=overridable)
+        self._io_subscriptions = [
+            self.create_subscription(image_type, topics['image'], self._on_image,
+                                     _sensor_qos(), callback_group=inputs,
+                                     qos_overriding_options=overridable),
+            self.create_subscription(CameraInfo, topics['camera_info'], self._on_camera_info,
+                                     _sensor_qos(), callback_group=inputs,
+                                     qos_overriding_options=overridable)]
         for index, topic in enumerate(topics['radars']):
-            self.create_subscription(
+            self._io_subscriptions.append(self.create_subscription(
                 PointCloud2, topic, lambda msg, index=index: self._on_radar(index, msg),
-                _sensor_qos(), callback_group=inputs, qos_overriding_options=overridable)
+                _sensor_qos(), callback_group=inputs, qos_overriding_options=overridable))
         outputs = {'depth': Image, 'camera_info': CameraInfo}
         enabled = {'depth_color': (config.publish_color, Image),
                    'saliency_overlay': (config.publish_saliency, Image),
@@ -216,8 +262,9 @@ class XdrcDepthNode(Node):
         self._outputs = {suffix: self.create_publisher(kind, f'~/{suffix}', _OUTPUT_QOS)
                             for suffix, kind in outputs.items()}
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(config.diagnostics_period_s, self._publish_diagnostics,
-                          callback_group=MutuallyExclusiveCallbackGroup())
+        self._io_timer = self.create_timer(config.diagnostics_period_s,
+                                           self._publish_diagnostics,
+                                           callback_group=MutuallyExclusiveCallbackGroup())
 
     @property
     def input_topics(self) -> dict[str, Any]:
@@ -238,7 +285,7 @@ class XdrcDepthNode(Node):
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Check run-time changes against the table; apply them when all are valid."""
-        values = {spec.name: getattr(self.config, spec.name) for spec in PARAMETERS}
+        values = self._parameter_values()
         for param in params:
             if param.name in values:  # others (use_sim_time, qos overrides) belong to rclpy
                 reason = check_value(param.name, param.value)
@@ -249,8 +296,9 @@ class XdrcDepthNode(Node):
             config = NodeConfig.from_values(values)
         except ValueError as err:
             return SetParametersResult(successful=False, reason=str(err))
-        self.frames.reconfigure(config)
-        self.config = config
+        if self.frames is not None:  # configured (the lifecycle variant may not be yet)
+            self.frames.reconfigure(config)
+            self.config = config
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------------- callbacks
@@ -343,24 +391,22 @@ class XdrcDepthNode(Node):
 
     def destroy_node(self) -> None:
         """Stop the worker (after the frame in flight) and release the node."""
-        self._stop.set()
-        self._wake.set()
-        if self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+        self._deactivate()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, node_class: type | None = None) -> int:
     """Entry point of ``xdrcdepth_node`` and ``xdrcdepth node``; returns the exit code.
 
-    Runs on Humble and Jazzy (Jazzy's ``rclpy.init`` returns None, so no ``with``).
+    ``node_class`` (default :class:`XdrcDepthNode`) is what is spun, e.g. the lifecycle
+    variant. Runs on Humble and Jazzy (Jazzy's ``rclpy.init`` returns None, so no ``with``).
     """
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     rclpy.init(args=args)
     node = None
     try:
-        node = XdrcDepthNode()
+        node = (node_class or XdrcDepthNode)()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
