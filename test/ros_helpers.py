@@ -293,7 +293,9 @@ class Rig:
         self.info = harness.publisher(CameraInfo, topics['camera_info'])
         self.radar = harness.publisher(PointCloud2, topics['radars'][0])
         types = {'depth': Image, 'camera_info': CameraInfo, 'depth_color': Image,
-                 'saliency_overlay': Image, 'points': PointCloud2}
+                 'saliency_overlay': Image, 'points': PointCloud2,
+                 'depth/compressedDepth': CompressedImage,
+                 'depth_color/compressed': CompressedImage}
         self.out = {name: harness.subscribe(types[name], f'/xdrcdepth/{name}')
                     for name in outputs}
         harness.wait_connected([self.image, self.info, self.radar])

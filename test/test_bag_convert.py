@@ -245,6 +245,22 @@ def test_unknown_scene_and_channel_list_the_choices(nuscenes_root, tmp_path):
         convert_nuscenes(nuscenes_root, tmp_path / 'b', cameras=['CAM_BACK'], progress=False)
 
 
+def test_cameras_all_asks_for_the_six_nuscenes_cameras(nuscenes_root, tmp_path, capsys):
+    """``--cameras all`` = the six CAM_* channels; the bundled frames carry CAM_FRONT only, so
+    the conversion stops with the five missing ones named and leaves no bag behind."""
+    from xdrcdepth_ros import cli
+    from xdrcdepth_ros.commands.nuscenes_to_bag import _cameras, CAMERA_CHANNELS
+
+    assert _cameras('all') == list(CAMERA_CHANNELS) and len(CAMERA_CHANNELS) == 6
+    assert _cameras('CAM_FRONT, CAM_BACK') == ['CAM_FRONT', 'CAM_BACK']
+    assert cli.main(['nuscenes-to-bag', '--dataroot', str(nuscenes_root), '--scene',
+                     'scene-0916', '--cameras', 'all', '--out', str(tmp_path / 'six'),
+                     '--no-progress']) == 1
+    error = capsys.readouterr().err
+    assert all(camera in error for camera in CAMERA_CHANNELS[1:]), error
+    _no_leftovers(tmp_path, 'six')
+
+
 def test_existing_output_is_not_overwritten_unless_asked(nuscenes_root, tmp_path):
     """An existing bag stays untouched; --overwrite replaces it only after success."""
     out = tmp_path / 'bag'

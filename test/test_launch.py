@@ -128,6 +128,22 @@ def test_cameras_start_one_node_per_camera_in_its_own_namespace(tmp_path):
         setups(cameras='[CAM_LEFT]', params_file=str(tmp_path / 'scene.{camera}.yaml'))
 
 
+def test_cameras_use_the_params_files_the_converter_writes(nuscenes_root, tmp_path):
+    """A real converted bag: params_file:=<bag>/params/<scene>.{camera}.yaml gives each node
+    its camera's topics (the JPEG transport) and radar extrinsics."""
+    from xdrcdepth_ros.bag.convert import convert_nuscenes
+
+    bag = tmp_path / 'bag'
+    convert_nuscenes(nuscenes_root, bag, scenes=['scene-0916'], radars=['RADAR_FRONT'],
+                     lidar=False, progress=False)
+    [setup] = setups(cameras='[CAM_FRONT]', use_sim_time='true',
+                     params_file=str(bag / 'params' / 'scene-0916.{camera}.yaml'))
+    assert setup.namespace == '/CAM_FRONT'
+    assert setup.config.subscribed_image_topic == image_topic('CAM_FRONT')
+    assert setup.config.radar_topics == (cloud_topic('RADAR_FRONT'),)
+    assert len(setup.config.radar_extrinsics) == 7
+
+
 def readme_launch_arguments() -> dict[str, str]:
     """The arguments of the README's first ``ros2 launch`` command."""
     text = README.read_text()

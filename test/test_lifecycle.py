@@ -50,8 +50,11 @@ def subscribed(harness, topic):
 
 def test_configure_activate_deactivate_cleanup_over_the_lifecycle_services(
         node_model, frames, extrinsics):
-    """configure loads the model without subscribing; activate brings depth; deactivate stops
-    subscribing and publishing; cleanup frees the engine; configure + activate work again."""
+    """configure loads the model without subscribing; activate brings depth (and diagnostics
+    naming the camera); deactivate stops subscribing and publishing; cleanup frees the engine;
+    configure + activate work again."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
     from xdrcdepth_ros.ros.lifecycle_node import XdrcDepthLifecycleNode
 
     image, K, cloud, stamp, radar_stamp, _ = frames[0]
@@ -67,9 +70,16 @@ def test_configure_activate_deactivate_cleanup_over_the_lifecycle_services(
         assert not subscribed(harness, '/image')  # inactive: no inputs taken yet
 
         assert client.change('activate') and client.state() == 'active'
+        diagnostics = harness.subscribe(DiagnosticArray, '/diagnostics')
         rig = Rig(harness, node)
         depth = rig.deliver(image, K, cloud, stamp, radar_stamp)
         assert depth.encoding == '32FC1' and depth.header.frame_id == 'CAM_FRONT'
+        # /diagnostics names the camera (its frame id) as the hardware; the provider is a value.
+        status = None
+        while status is None or status.hardware_id != 'CAM_FRONT':
+            [status] = harness.get(diagnostics, TIMEOUT, 'a diagnostics report naming the '
+                                   'camera').status
+        assert {v.key: v.value for v in status.values}['provider'] == 'CPUExecutionProvider'
 
         assert client.change('deactivate') and client.state() == 'inactive'
         harness.wait_until(lambda: not subscribed(harness, '/image'), TIMEOUT,

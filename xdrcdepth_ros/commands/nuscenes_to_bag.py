@@ -8,10 +8,14 @@ EXAMPLES = """examples:
   xdrcdepth nuscenes-to-bag --dataroot test/data/nuscenes --out /tmp/nusc_bag
   xdrcdepth nuscenes-to-bag --dataroot /data/nuscenes --version v1.0-mini \\
       --scene scene-0061 --storage mcap --radars RADAR_FRONT --out /tmp/scene-0061
+  xdrcdepth nuscenes-to-bag --dataroot /data/nuscenes --scene scene-0061 --cameras all \
+      --out /tmp/six_cameras
 then:
   ros2 bag play /tmp/nusc_bag
   ros2 run xdrcdepth_ros xdrcdepth_node --ros-args \\
       --params-file /tmp/nusc_bag/params/<scene>.CAM_FRONT.yaml
+  ros2 launch xdrcdepth_ros xdrcdepth.launch.py cameras:="[CAM_FRONT, CAM_BACK]" \
+      params_file:=/tmp/six_cameras/params/scene-0061.{camera}.yaml use_sim_time:=true
 
 Each scene may come from another vehicle, so params/ holds one node parameter file per scene
 and camera (radar_extrinsics: camera optical <- radar through base_link, static). Scenes are
@@ -26,8 +30,17 @@ RADAR_CHANNELS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT', 'RADAR
                   'RADAR_BACK_RIGHT')
 
 
+CAMERA_CHANNELS = ('CAM_FRONT', 'CAM_FRONT_LEFT', 'CAM_FRONT_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT',
+                   'CAM_BACK_RIGHT')
+
+
 def _channels(text: str) -> list[str]:
     return [item.strip() for item in text.split(',') if item.strip()]
+
+
+def _cameras(text: str) -> list[str]:
+    """Camera channels of ``--cameras``: a comma-separated list, or ``all`` for the six."""
+    return list(CAMERA_CHANNELS) if text.strip() == 'all' else _channels(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--out', type=Path, required=True, help='bag folder to create')
     parser.add_argument('--storage', choices=STORAGES, default='sqlite3',
                         help='rosbag2 storage plugin (default %(default)s)')
-    parser.add_argument('--cameras', type=_channels, default=['CAM_FRONT'], metavar='LIST',
-                        help='comma-separated camera channels (default CAM_FRONT)')
+    parser.add_argument('--cameras', type=_cameras, default=['CAM_FRONT'], metavar='LIST',
+                        help='comma-separated camera channels, or all (the six; one params '
+                             'file each, for a multi-camera launch; default CAM_FRONT)')
     parser.add_argument('--radars', type=_channels, default=list(RADAR_CHANNELS), metavar='LIST',
                         help='comma-separated radar channels (default: all five)')
     parser.add_argument('--lidar', action=argparse.BooleanOptionalAction, default=True,

@@ -35,6 +35,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.time import Time
+from rclpy.validate_topic_name import validate_topic_name
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from xdrcdepth_ros.core.errors import XdrcDepthError
@@ -161,6 +162,9 @@ class XdrcDepthNode(Node):
     def _configure(self, pipeline: Any) -> None:
         """Read the parameters, load the model (engine build) and set up the frame builder."""
         self.config = NodeConfig.from_values(self._parameter_values())
+        for topic in (self.config.image_topic, self.config.camera_info_topic,
+                      *self.config.radar_topics):
+            validate_topic_name(topic)  # names the bad one (resolving it later would not)
         self.pipeline = pipeline if pipeline is not None else pipeline_from_config(self.config)
         metadata = self.pipeline.engine.metadata
         if self.config.radar_fields and (tuple(self.config.radar_fields)
