@@ -38,7 +38,7 @@ COLCON_SITE := build/colcon/site
 COLCON_WS := build/colcon_ws
 COLCON := PYTHONPATH=$(abspath $(COLCON_SITE)) $(abspath $(PY)) -m colcon
 COLCON_STAMP := $(COLCON_SITE)/.installed
-COLCON_TESTS := test/test_colcon.py test/test_launch.py test/test_params.py
+COLCON_TESTS := test/test_colcon.py test/test_launch.py test/test_package_xml.py
 
 $(COLCON_STAMP): $(STAMP)
 	rm -rf $(COLCON_SITE)

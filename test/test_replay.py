@@ -276,11 +276,12 @@ def test_missing_model_and_bag_are_named(input_bag, tmp_path):
 
 
 def test_default_params_are_the_node_defaults(tmp_path):
-    """A bag without parameter files gets config/xdrcdepth.yaml's values."""
+    """A bag without parameter files gets config/xdrcdepth.yaml's values, relative input
+    names resolved as for a node in the root namespace (bag topics are absolute)."""
     (tmp_path / 'bag').mkdir()
     windows = resolve_params(tmp_path / 'bag')
     assert len(windows) == 1
-    assert windows[0].config.image_topic == defaults()['image_topic']
+    assert windows[0].config.image_topic == '/' + defaults()['image_topic'] == '/image'
     assert windows[0].config.extrinsics_source == 'tf'
 
 
