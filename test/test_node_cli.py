@@ -141,6 +141,20 @@ def test_tf_extrinsics_are_looked_up_at_the_radar_stamp(harness, node_model):
     assert lookup(0, 'NO_SUCH_FRAME', 'CAM_FRONT', 123) is None
 
 
+def installed_node_script() -> Path | None:
+    """``xdrcdepth_node`` where ``ros2 run`` finds it (``lib/xdrcdepth_ros/`` of a sourced
+    colcon install), else beside the interpreter (a pip install's ``bin/``)."""
+    import os
+    import sys
+
+    prefixes = [Path(p) / 'lib' / 'xdrcdepth_ros'
+                for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
+    for folder in [*prefixes, Path(sys.executable).parent]:
+        if (folder / 'xdrcdepth_node').is_file():
+            return folder / 'xdrcdepth_node'
+    return None
+
+
 @pytest.mark.ros
 @pytest.mark.parametrize('command', ['xdrcdepth node', 'xdrcdepth_node'])
 def test_the_installed_commands_run_the_node_until_ctrl_c(node_model, tmp_path, command):
@@ -161,8 +175,8 @@ def test_the_installed_commands_run_the_node_until_ctrl_c(node_model, tmp_path, 
     if command == 'xdrcdepth node':
         argv = [sys.executable, '-m', 'xdrcdepth_ros', 'node', '--params-file', str(YAML_PATH)]
     else:
-        script = Path(sys.executable).parent / 'xdrcdepth_node'
-        if not script.is_file():
+        script = installed_node_script()
+        if script is None:
             pytest.skip('the package is not installed with its console scripts here')
         argv = [str(script), '--ros-args', '--params-file', str(YAML_PATH)]
     log = tmp_path / 'node.log'

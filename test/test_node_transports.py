@@ -65,3 +65,29 @@ def test_compressed_outputs_and_organised_points(node_model, frames, extrinsics,
         assert np.array_equal(np.isnan(z), ~valid)
     for msg in received.values():
         assert conversions.stamp_to_ns(msg.header.stamp) == stamp
+
+
+def test_a_remapped_image_moves_its_compressed_transport_too(node_model, frames, extrinsics):
+    """``-r image:=/CAM_FRONT/image_raw`` with image_transport compressed subscribes
+    ``/CAM_FRONT/image_raw/compressed`` (as image_transport resolves it) in namespace /front, and
+    the JPEGs published there come back as depth on /front/xdrcdepth/depth."""
+    from sensor_msgs.msg import Image
+
+    from ros_helpers import compressed_msg
+    from xdrcdepth_ros.ros.node import XdrcDepthNode
+
+    image, K, cloud, stamp, radar_stamp, jpeg = frames[2]
+    params = node_params(node_model, extrinsics, image_transport='compressed')
+    with Harness() as harness:
+        node = harness.add(XdrcDepthNode(
+            context=harness.context, parameter_overrides=params, namespace='/front',
+            cli_args=['--ros-args', '-r', 'image:=/CAM_FRONT/image_raw']))
+        assert node.input_topics == {'image': '/CAM_FRONT/image_raw/compressed',
+                                     'camera_info': '/front/camera_info',
+                                     'radars': ('/front/radar_0',)}
+        depth_out = harness.subscribe(Image, '/front/xdrcdepth/depth')
+        rig = Rig(harness, node, compressed=True, outputs=())
+        rig.out['depth'] = depth_out
+        harness.wait_subscribed(node, ['/front/xdrcdepth/depth'])
+        depth = rig.deliver(compressed_msg(jpeg, stamp), K, cloud, stamp, radar_stamp)
+    assert conversions.stamp_to_ns(depth.header.stamp) == stamp
