@@ -187,6 +187,34 @@ def test_output_messages_follow_the_configuration_and_serialize(messages, store,
                                           pipeline.max_depth)] == ['depth', 'camera_info']
 
 
+def test_compressed_outputs_and_organised_points_serialize_for_replay(messages, store,
+                                                                     tiny_model):
+    """With publish_compressed the rosbags flavour builds ~/depth/compressedDepth and
+    ~/depth_color/compressed (what replay writes into its bag), and they serialize."""
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
+
+    builder, _, _ = make_builder(messages)
+    builder.add_camera_info(messages['info'])
+    builder.add_image(messages['image'], 0)
+    built = builder.build(builder.take(10**10))
+    pipeline = DepthPipeline(Engine(tiny_model, providers=['cpu']))
+    result = pipeline.run(built.frame)
+    config = NodeConfig.from_values({**vars(builder.config), 'publish_compressed': True,
+                                     'publish_points': True, 'points_organized': True,
+                                     'points_stride': 1})
+    out = dict(output_messages(result, built.camera, built.header, config,
+                               MessageClasses.from_typestore(store), pipeline.max_depth))
+    assert list(out) == ['depth', 'camera_info', 'depth/compressedDepth', 'depth_color',
+                         'depth_color/compressed', 'points']
+    assert out['depth/compressedDepth'].format == '32FC1; compressedDepth png'
+    assert out['depth_color/compressed'].format == 'rgb8; jpeg compressed bgr8'
+    assert (out['points'].height, out['points'].width) == result.depth.shape
+    for suffix in ('depth/compressedDepth', 'depth_color/compressed'):
+        assert store.serialize_cdr(out[suffix], 'sensor_msgs/msg/CompressedImage')
+    assert store.serialize_cdr(out['points'], 'sensor_msgs/msg/PointCloud2')
+
+
 def test_the_shared_core_imports_neither_rclpy_nor_torch():
     """Replay runs this code where no ROS is installed, and the node's core must stay light."""
     import subprocess

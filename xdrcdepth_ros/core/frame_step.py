@@ -48,9 +48,8 @@ OUTPUT_TYPES = {
 }
 """Private output topics of the node (``~/<suffix>``) and their message types; the last two
 are the image_transport names of ``depth`` and ``depth_color`` (``publish_compressed``)."""
-JPEG_QUALITY = 90
-"""Quality of ``~/depth_color/compressed`` (compressed_image_transport's default is 95; the
-colour map has large flat areas, where 90 shows no artefacts at a third less bytes)."""
+JPEG_QUALITY = 95
+"""Quality of ``~/depth_color/compressed``: compressed_image_transport's default."""
 OUTPUT_SUFFIXES = tuple(OUTPUT_TYPES)
 NONFINITE_RADAR_POINTS = 'radar_points_nonfinite'
 """Counter of radar points dropped for a non-finite x, y or z (the sweep itself is used)."""
@@ -371,14 +370,14 @@ def output_messages(result: DepthResult, camera: conversions.CameraModel, header
         fmt, data = conversions.compressed_depth_payload(depth, config.depth_encoding, max_depth)
         out.append(('depth/compressedDepth', conversions.make_compressed_image(
             classes.compressed, header, data, fmt)))
-    color_topics = [suffix for suffix, on in (('depth_color', True),
-                                              ('depth_color/compressed', config.publish_compressed))
-                    if on and config.publish_color and wanted(suffix)]
-    if color_topics:
+    raw_color = config.publish_color and wanted('depth_color')
+    jpeg_color = (config.publish_color and config.publish_compressed
+                  and wanted('depth_color/compressed'))
+    if raw_color or jpeg_color:  # one colour map for both
         color = visualize.colorize_depth(result.depth, config.color_max_depth_m or max_depth)
-    if 'depth_color' in color_topics:
+    if raw_color:
         out.append(('depth_color', conversions.make_image(classes.image, header, color, 'rgb8')))
-    if 'depth_color/compressed' in color_topics:
+    if jpeg_color:
         out.append(('depth_color/compressed', conversions.make_compressed_image(
             classes.compressed, header, conversions.encode_jpeg(color, JPEG_QUALITY),
             'rgb8; jpeg compressed bgr8')))

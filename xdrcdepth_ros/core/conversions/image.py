@@ -174,7 +174,7 @@ def make_image(image_cls: type, header: Any, array: np.ndarray, encoding: str, *
                       data=_pack_bytes(image_cls, data, copy and contiguous is pixels))
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+def encode_jpeg(rgb: np.ndarray, quality: int = 95) -> bytes:
     """JPEG bytes of an (H, W, 3) uint8 RGB image, as compressed_image_transport writes them
     (format ``'rgb8; jpeg compressed bgr8'``: the file holds the usual JPEG colour order).
 
