@@ -47,7 +47,8 @@ def in_workspace(command: str, **kwargs) -> subprocess.Popen:
 
 def test_install_puts_the_node_in_lib_and_the_data_in_share():
     """``ros2 run`` looks for executables in lib/<package>/, launch files and configs in share."""
-    assert NODE.is_file() and os.access(NODE, os.X_OK)
+    for executable in (NODE, NODE.with_name('xdrcdepth_lifecycle_node')):
+        assert executable.is_file() and os.access(executable, os.X_OK), executable
     assert not (PREFIX / 'bin' / 'xdrcdepth_node').exists()
     for relative in ('package.xml', 'launch/xdrcdepth.launch.py', 'config/xdrcdepth.yaml',
                      'rviz/xdrcdepth.rviz', 'models/xdrcdepth_student.onnx',
