@@ -144,6 +144,21 @@ def test_cameras_use_the_params_files_the_converter_writes(nuscenes_root, tmp_pa
     assert len(setup.config.radar_extrinsics) == 7
 
 
+def test_a_params_file_may_name_the_node_by_its_namespaced_name(tmp_path):
+    """ROS applies ``/front/xdrcdepth:`` entries to the node in /front; so does the launch's
+    view of the configuration (after ``/**``)."""
+    params = tmp_path / 'front.yaml'
+    params.write_text(yaml.safe_dump({
+        '/**': {'ros__parameters': {'image_transport': 'compressed'}},
+        '/front/xdrcdepth': {'ros__parameters': {'image_topic': '/cam/image_raw'}}}))
+    [setup] = setups(namespace='front', params_file=str(params))
+    assert setup.config.subscribed_image_topic == '/cam/image_raw/compressed'
+    rear = tmp_path / 'rear.yaml'
+    rear.write_text(yaml.safe_dump({'/front/xdrcdepth': {'ros__parameters': {}}}))
+    with pytest.raises(ValueError, match='no ros__parameters'):
+        setups(namespace='rear', params_file=str(rear))
+
+
 def readme_launch_arguments() -> dict[str, str]:
     """The arguments of the README's first ``ros2 launch`` command."""
     text = README.read_text()

@@ -419,10 +419,12 @@ def extrinsics_from_transform(transform: np.ndarray) -> list[float]:
     return [float(v) for v in matrix[:3, 3]] + [float(v) for v in quat]
 
 
-def load_params_file(path: str | Path, node_name: str = 'xdrcdepth') -> dict[str, Any]:
+def load_params_file(path: str | Path, node_name: str = 'xdrcdepth', *,
+                     namespace: str = '') -> dict[str, Any]:
     """Parameter values for ``node_name`` from a ROS 2 parameter YAML file (``--params-file``).
 
-    Reads the ``ros__parameters`` of the ``/**`` entry, then of ``node_name`` / ``/node_name``
+    Reads the ``ros__parameters`` of the ``/**`` entry, then of ``node_name`` / ``/node_name``,
+    then of the fully qualified ``<namespace>/<node_name>`` when the node has a ``namespace``
     (later entries win, as with ``--params-file``). Values are not checked here; pass them to
     :meth:`NodeConfig.from_values`.
 
@@ -439,7 +441,9 @@ def load_params_file(path: str | Path, node_name: str = 'xdrcdepth') -> dict[str
         raise ValueError(f'parameter file {path} is not valid YAML: {err}') from err
     values: dict[str, Any] = {}
     found = False
-    for key in ('/**', node_name, f'/{node_name}'):
+    qualified = f'{namespace.strip("/")}/{node_name}' if namespace.strip('/') else None
+    keys = ['/**', node_name, f'/{node_name}'] + ([qualified, f'/{qualified}'] if qualified else [])
+    for key in keys:
         entry = document.get(key) if isinstance(document, dict) else None
         if isinstance(entry, dict) and isinstance(entry.get('ros__parameters'), dict):
             values.update(entry['ros__parameters'])

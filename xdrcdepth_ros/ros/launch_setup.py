@@ -120,7 +120,7 @@ def _parameters(values: Mapping[str, str]) -> dict[str, Any]:
 
 def _resolved_config(params_file: str, parameters: Mapping[str, Any], namespace: str,
                      remappings: Mapping[str, str]) -> NodeConfig:
-    values = {**load_params_file(params_file, NODE_NAME), **parameters}
+    values = {**load_params_file(params_file, NODE_NAME, namespace=namespace), **parameters}
     values.pop('use_sim_time', None)  # rclpy's, not in the node's table
     values.update({f'{name}_topic': target for name, target in remappings.items()})
     return NodeConfig.from_values(values).with_absolute_topics(namespace)
