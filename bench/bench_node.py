@@ -88,7 +88,7 @@ def run(model: Path, frames: int, intra_op_threads: int, providers: list[str] | 
 
     from xdrcdepth_ros.core import conversions, visualize
     from xdrcdepth_ros.ros.node import XdrcDepthNode
-    from xdrcdepth_ros.core.config import extrinsics_from_transform
+    from xdrcdepth_ros.core.geometry import extrinsics_from_transform
     from xdrcdepth_ros.core.nuscenes_io import NuScenesTables
     from xdrcdepth_ros.core.sync import FrameAssembler
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xdrcdepth_ros.commands.bench import _frames
+from xdrcdepth_ros.benchmark import bench_frames as _frames
 from xdrcdepth_ros.core.engine import Engine
 from xdrcdepth_ros.export import ExportWrapper
 from xdrcdepth_ros.model import load_checkpoint

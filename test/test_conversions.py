@@ -550,13 +550,17 @@ def test_pointcloud_round_trip_random_layouts(dtype, n, big, seed):
 
 
 def test_radar_from_nuscenes_cloud(keyframes):
-    """Default mapping reads x, y, z and rcs, vx_comp, vy_comp of the real ARS408 cloud."""
+    """The default mapping (DEFAULT_RADAR_FIELDS: rcs, raw vx, vy) reads x, y, z and those
+    fields of the real ARS408 cloud; the compensated velocities are one map away."""
     radar = keyframes[0].read_radar('RADAR_FRONT')
     points, features = conv.radar_from_cloud(radar)
     assert points.dtype == features.dtype == np.float32
     np.testing.assert_array_equal(points, np.stack([radar['x'], radar['y'], radar['z']], 1))
     np.testing.assert_array_equal(features[:, 0], radar['rcs'])
-    np.testing.assert_array_equal(features[:, 2], radar['vy_comp'])
+    np.testing.assert_array_equal(features[:, 2], radar['vy'])
+    _, compensated = conv.radar_from_cloud(radar, conv.RadarFieldMap(('rcs', 'vx_comp',
+                                                                      'vy_comp')))
+    np.testing.assert_array_equal(compensated[:, 2], radar['vy_comp'])
 
 
 def test_radar_drops_non_finite_xyz_and_zeroes_bad_features():
@@ -565,7 +569,8 @@ def test_radar_drops_non_finite_xyz_and_zeroes_bad_features():
     cloud['x'] = [1, np.nan, 3, np.inf]
     cloud['rcs'] = [-5, 6, 7, 8]
     cloud['vx_comp'] = [np.nan, 1, 2, 3]
-    points, features = conv.radar_from_cloud(cloud)
+    points, features = conv.radar_from_cloud(cloud, conv.RadarFieldMap(('rcs', 'vx_comp',
+                                                                        'vy_comp')))
     np.testing.assert_array_equal(points[:, 0], [1, 3])
     np.testing.assert_array_equal(features, [[-5, 0, 0], [7, 2, 0]])
 

@@ -3,8 +3,8 @@
 - ``xdrcdepth_ros.core`` (and ``xdrcdepth_ros.ros`` apart from its node) imports neither rclpy
   nor torch: a vehicle runs the core with numpy + OpenCV + onnxruntime alone.
 - rclpy is imported only in ``ros/`` and in ``bag/`` (the DDS player/recorder of the demo).
-- torch is imported only in ``model/``, ``train/``, ``data/``, ``export.py`` and the commands
-  that need it (lazily, inside ``run``).
+- torch is imported only in ``model/``, ``train/``, ``data/``, ``export.py``, ``benchmark.py``
+  and the commands that need it (lazily, inside ``run``).
 - the core imports nothing from the layers above it.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'xdrcdepth_ros'
 RCLPY_LAYERS = ('ros', 'bag')
 RCLPY_NODES = ('node.py', 'lifecycle_node.py')  # the plain node and its lifecycle variant
-TORCH_LAYERS = ('model', 'train', 'data', 'export', 'commands')
+TORCH_LAYERS = ('model', 'train', 'data', 'export', 'benchmark', 'commands')
 CORE_MAY_IMPORT = ('xdrcdepth_ros.core',)
 
 

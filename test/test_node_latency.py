@@ -1,8 +1,10 @@
-"""Latest frame wins: with a model slower than the camera, latency stays bounded and the
-superseded frames are dropped and counted (real rclpy + DDS; the slowness is a sleep)."""
+"""Latest frame wins: with a model slower than the camera, the worker always takes the newest
+frame, the superseded ones are dropped and counted, and nothing queues up (real rclpy + DDS;
+the slowness is a sleep). Counts and ordering only: timings belong in benchmarks
+(``bench/bench_node.py``, ``docs/bench/``), where a loaded machine cannot fail a test."""
 from __future__ import annotations
 
-import queue
+import threading
 import time
 
 import cv2
@@ -22,27 +24,43 @@ __all__ = ['node_model', 'frames', 'extrinsics']  # fixtures, used by name
 DELAY_S = 0.25  # per frame: five camera periods at 20 Hz
 PERIOD_S = 0.05
 COUNT = 30
-FIFO_LAST_LATENCY_S = COUNT * DELAY_S - (COUNT - 1) * PERIOD_S  # 6.05 s: every frame queued
+# Sending takes at least (COUNT - 1) * PERIOD_S, during which a model that sleeps DELAY_S per
+# frame finishes at most that / DELAY_S frames; after the last image, latest-wins runs at most
+# the frame in flight plus the newest. A FIFO would run every image. Load only lowers the count.
+MAX_RUNS = int((COUNT - 1) * PERIOD_S / DELAY_S) + 3
 
 
 def slow_pipeline(model):
-    """A real DepthPipeline whose run() first sleeps DELAY_S: scheduling is under test."""
+    """A real DepthPipeline whose run() first sleeps DELAY_S and records what it ran, in order:
+    scheduling is under test."""
     from xdrcdepth_ros.core.engine import Engine
     from xdrcdepth_ros.core.pipeline import DepthPipeline
 
     class SlowPipeline(DepthPipeline):
+        def __init__(self, engine):
+            super().__init__(engine)
+            self.lock = threading.Lock()
+            self.started: list[int] = []  # frame stamps, ns
+            self.finished = 0
+
         def run(self, frame):
+            with self.lock:
+                self.started.append(frame.stamp_ns)
             time.sleep(DELAY_S)
-            return super().run(frame)
+            try:
+                return super().run(frame)
+            finally:
+                with self.lock:
+                    self.finished += 1
 
     return SlowPipeline(Engine(model, providers=['cpu']))
 
 
-def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model, frames,
-                                                                      extrinsics):
-    """30 frames at 20 Hz into a 4 Hz model: the newest frame is always the one processed, the
-    rest are counted as dropped_superseded, and output latency stays within a few model
-    periods (a FIFO would reach ~6 s by the last frame)."""
+def test_slow_model_runs_only_the_newest_frames_and_counts_the_rest(node_model, frames,
+                                                                    extrinsics):
+    """30 frames at 20 Hz into a 4 Hz model: frames are run in stamp order, each at most once,
+    far fewer than were sent, the last one received is among them, every run is published, and
+    images_in = published + dropped_superseded (also on /diagnostics)."""
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
 
@@ -54,12 +72,13 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
     small = np.ascontiguousarray(cv2.resize(image, (192, 108), interpolation=cv2.INTER_AREA))
     K_small = np.diag([0.12, 0.12, 1.0]) @ K
     params = node_params(node_model, extrinsics, diagnostics_period_s=0.2)
+    pipeline = slow_pipeline(node_model)
     with Harness() as harness:
         node = harness.add(XdrcDepthNode(context=harness.context, parameter_overrides=params,
-                                         pipeline=slow_pipeline(node_model)))
+                                         pipeline=pipeline))
         image_pub = harness.publisher(Image, node.input_topics['image'])
         info_pub = harness.publisher(CameraInfo, node.input_topics['camera_info'])
-        depth = harness.subscribe(Image, '/xdrcdepth/depth', timed=True)
+        depth = harness.subscribe(Image, '/xdrcdepth/depth')
         diagnostics = harness.subscribe(DiagnosticArray, '/diagnostics')
         harness.wait_connected([image_pub, info_pub])
         harness.wait_subscribed(node, ['/xdrcdepth/depth'])
@@ -72,35 +91,31 @@ def test_slow_model_drops_superseded_frames_and_latency_does_not_grow(node_model
             sent.append(clock.now().nanoseconds)
             image_pub.publish(image_msg(small, sent[-1]))
             time.sleep(PERIOD_S)
-        outputs = []  # (stamp, latency s) of every depth image
-        while not outputs or outputs[-1][0] != sent[-1]:
-            try:  # until the last frame's depth, or quiet (DDS may drop a best-effort image)
-                received_ns, msg = depth.get(timeout=TIMEOUT if not outputs else 4 * DELAY_S)
-            except queue.Empty:
-                break
-            stamp = conversions.stamp_to_ns(msg.header.stamp)
-            outputs.append((stamp, (received_ns - stamp) / 1e9))
 
-        stamps = [stamp for stamp, _ in outputs]
-        latencies = [latency for _, latency in outputs]
+        def settled() -> bool:
+            """Nothing buffered, nothing in flight, every run's depth received."""
+            values = node.diagnostics()[2]
+            with pipeline.lock:
+                idle = len(pipeline.started) == pipeline.finished
+            return (idle and int(values['pending_images']) == 0
+                    and depth.qsize() == int(values['published']) == pipeline.finished)
+
+        harness.wait_until(settled, TIMEOUT, 'the node to finish its frames')
+        stamps = [conversions.stamp_to_ns(depth.get().header.stamp)
+                  for _ in range(depth.qsize())]
+
+        assert stamps == pipeline.started  # every run published, in the order it ran
         assert stamps == sorted(set(stamps)) and set(stamps) <= set(sent)
-        assert 2 <= len(outputs) < COUNT // 2
-        assert outputs[-1][0] in sent[-3:]  # the newest frames are the ones processed
-        # Latest frame wins: an output waits for the frame in flight plus its own run (~0.6 s).
-        # On the 2-core CI machine, with the rest of the suite in the same process, delivery
-        # stalls of 1-2.6 s were seen; a FIFO would be at 3-6 s over the second half.
-        steady = latencies[len(latencies) // 2:]
-        assert max(steady) < 8 * DELAY_S, latencies
-        assert max(latencies) < 0.5 * FIFO_LAST_LATENCY_S, latencies
-
+        assert 2 <= len(stamps) <= MAX_RUNS < COUNT, stamps
         values = node.diagnostics()[2]
-        dropped = int(values['dropped_superseded'])
+        images_in, dropped = int(values['images_in']), int(values['dropped_superseded'])
+        if images_in == COUNT:  # best effort: DDS may drop the last image itself
+            assert stamps[-1] == sent[-1]  # the newest frame is never left behind
         assert dropped > 0
-        assert COUNT // 2 < int(values['images_in']) <= COUNT
-        assert int(values['frames_out']) == len(outputs) == int(values['published'])
-        assert int(values['images_in']) == (int(values['frames_out']) + dropped
-                                            + int(values['pending_images']))
-        harness.wait_until(lambda: not diagnostics.empty(), 5.0, 'a /diagnostics message')
+        assert COUNT // 2 < images_in <= COUNT
+        assert int(values['frames_out']) == len(stamps) == int(values['published'])
+        assert images_in == len(stamps) + dropped
+        harness.wait_until(lambda: not diagnostics.empty(), TIMEOUT, 'a /diagnostics message')
         reported = 0
         while not diagnostics.empty():
             for status in diagnostics.get().status:

@@ -243,15 +243,28 @@ def test_single_output_conv_becomes_depthwise_plus_sum_and_stays_shared():
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_all_rewrites_on_a_real_exported_graph(tiny_model):
-    """optimize_for_cpu on the exported tiny student (with the sub-pixel threshold lowered to its
-    narrow decoder): onnxruntime gives the same depth and saliency as the exported file."""
+@pytest.fixture(scope='module')
+def unrewritten_tiny(tmp_path_factory):
+    """The tiny student exported for ``--target gpu``: the graph as torch wrote it, no pass."""
+    from xdrcdepth_ros.export import export_random
+
+    out = tmp_path_factory.mktemp('tiny_gpu') / 'tiny_gpu.onnx'
+    return export_random('xdrcdepth_tiny', out, height=96, width=192, seed=0,
+                         target='gpu').onnx_path
+
+
+def test_all_rewrites_on_a_real_exported_graph(unrewritten_tiny):
+    """optimize_for_cpu on the unrewritten export of the tiny student (sub-pixel threshold
+    lowered to its narrow decoder): onnxruntime gives the same depth and saliency as the graph
+    torch exported; the split and depthwise passes found something to rewrite (the tiny decoder
+    has no dense block for the pointwise pass)."""
     import xdrcdepth_ros.core.onnx_passes as passes
 
-    original = onnx.load(tiny_model)
-    model = onnx.load(tiny_model)
+    original = onnx.load(unrewritten_tiny)
+    model = onnx.load(unrewritten_tiny)
     assert passes.subpixel_upsample_convs(model, min_in_channels=16)
-    optimize_for_cpu(model)
+    report = optimize_for_cpu(model)
+    assert report.split and report.depthwise, report
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(3)
     image = rng.integers(0, 256, (1, 96, 192, 3), dtype=np.uint8)
@@ -263,3 +276,30 @@ def test_all_rewrites_on_a_real_exported_graph(tiny_model):
     assert not any(n.op_type == 'Resize' and any(c.op_type == 'Conv' for c in model.graph.node
                                                  if n.output[0] in c.input)
                    for n in model.graph.node)
+
+
+def _op_counts(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def test_export_targets_record_the_passes_they_applied(tiny_model, unrewritten_tiny):
+    """--target cpu rewrites the graph and lists each pass with its node count; --target gpu
+    leaves the graph as torch exported it and lists none."""
+    from xdrcdepth_ros.core.engine import read_metadata
+
+    cpu, gpu = read_metadata(tiny_model), read_metadata(unrewritten_tiny)
+    assert (cpu.export_target, gpu.export_target) == ('cpu', 'gpu')
+    assert gpu.graph_passes == {}
+    assert set(cpu.graph_passes) == {'subpixel_upsample_convs', 'split_concat_pointwise_convs',
+                                     'split_unaligned_concat_convs',
+                                     'depthwise_single_output_convs'}
+    rewritten = onnx.load(tiny_model)
+    split_adds = sum(n.name.endswith('_split_add') for n in rewritten.graph.node)
+    assert split_adds == cpu.graph_passes['split_unaligned_concat_convs'] > 0
+    again = onnx.load(unrewritten_tiny)
+    assert optimize_for_cpu(again).counts() == cpu.graph_passes
+    assert _op_counts(again) == _op_counts(rewritten)
+    assert _op_counts(onnx.load(unrewritten_tiny)) != _op_counts(rewritten)

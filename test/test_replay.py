@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 
-from ros_helpers import RADAR_FIELDS
 from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
@@ -17,9 +16,10 @@ from xdrcdepth_ros.bag.nuscenes_source import static_cam_from_sensor
 from xdrcdepth_ros.bag.replay import replay_bag, resolve_params
 from xdrcdepth_ros.core.errors import BagError
 from xdrcdepth_ros.core.frame import Frame, RadarSweep
-from xdrcdepth_ros.core.geometry import InputTransform, transform_from_xyzw
-from xdrcdepth_ros.core.config import (defaults, extrinsics_from_transform,
-                                       load_params_file)
+from xdrcdepth_ros.core.config import defaults, load_params_file
+from xdrcdepth_ros.core.geometry import (extrinsics_from_transform, InputTransform,
+                                         transform_from_xyzw)
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 from xdrcdepth_ros.core.nuscenes_io import read_pcd
 
 
@@ -54,8 +54,9 @@ def _expected_frame(keyframe, config) -> Frame:
     """The frame the node should build for a keyframe, derived from the dataset directly."""
     camera = keyframe.camera
     slop_ns = int(round(config.sync_slop * 1e9))
-    # An empty radar_fields means the model's own fields (the tiny model's are RADAR_FIELDS).
-    field_map = conversions.RadarFieldMap(config.radar_fields or RADAR_FIELDS)
+    # An empty radar_fields means the model's own fields (the tiny model is exported with the
+    # default ones).
+    field_map = conversions.RadarFieldMap(config.radar_fields or DEFAULT_RADAR_FIELDS)
     sweeps = []
     for radar in RADAR_CHANNELS:
         record = keyframe.sensors[radar]

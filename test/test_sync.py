@@ -18,9 +18,15 @@ def stamps(frame: SyncedFrame) -> list[list[int]]:
     return [[radar.stamp_ns for radar in topic] for topic in frame.radars]
 
 
-def test_config_defaults_are_valid():
+def test_config_defaults_are_the_node_parameter_defaults():
+    """One source: SyncConfig() pairs, buffers and waits as the node does with its defaults."""
+    from xdrcdepth_ros.core.config import defaults, NodeConfig
+
     config = SyncConfig()
-    assert config.num_radars == 1 and config.slop_ns == 60 * MS
+    node = NodeConfig.from_values({**defaults(), 'radar_topics': ['/radar']}).sync_config()
+    assert config.num_radars == 1 and config.slop_ns == 50 * MS
+    for name in ('slop_ns', 'buffer_size', 'max_age_ns', 'wait_ns', 'radar_offsets_ns'):
+        assert getattr(config, name) == getattr(node, name), name
 
 
 @pytest.mark.parametrize('kwargs,match', [

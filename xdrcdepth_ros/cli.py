@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog='xdrcdepth', description='Camera + radar dense depth (XD-RCDepth) tools.',
-        epilog=__doc__.split('Examples:', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=__doc__.split('Examples:', 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
     for name in COMMAND_MODULES:
         module_name = f'xdrcdepth_ros.commands.{name}'

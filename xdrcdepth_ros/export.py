@@ -29,6 +29,7 @@ from xdrcdepth_ros.core.engine import (DEFAULT_RADAR_FIELDS, IMAGENET_MEAN, IMAG
 from xdrcdepth_ros.core.geometry import DEFAULT_RADAR_CHANNELS
 from xdrcdepth_ros.core.errors import XdrcDepthError
 from xdrcdepth_ros.core.geometry import check_model_size, RadarChannel
+from xdrcdepth_ros.core.model_metadata import ExportTarget
 from xdrcdepth_ros.core.onnx_passes import optimize_for_cpu
 
 DEFAULT_OPSET = 18
@@ -212,7 +213,8 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
                  training_data: str = '', metrics: Mapping[str, float] | None = None,
                  checkpoint: str = '', model_kwargs: Mapping[str, Any] | None = None,
                  opset: int = DEFAULT_OPSET, rtol: float = DEFAULT_RTOL,
-                 fp16: bool = False) -> ExportResult:
+                 fp16: bool = False, target: ExportTarget | str = ExportTarget.CPU
+                 ) -> ExportResult:
     """Export ``model`` at a fixed ``height`` x ``width`` to ``out`` (+ sidecar JSON).
 
     Args:
@@ -235,10 +237,13 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         opset: ONNX opset (>= 17).
         rtol: tolerated relative error of ORT against torch (see :func:`compare_outputs`).
         fp16: also write ``NAME.fp16.onnx`` (FP16 weights, same inputs/outputs) for GPUs.
+        target: ``cpu`` applies the exact CPU rewrites of ``core.onnx_passes`` (measured on
+            onnxruntime's CPU kernels and OpenVINO); ``gpu`` leaves the graph as torch
+            exported it. The metadata records the target and the passes applied.
 
     Raises:
         ExportError: the checker or the ORT-vs-torch comparison failed; nothing is written.
-        ValueError: bad size, opset or output path.
+        ValueError: bad size, opset, output path or target.
     """
     import onnx
     import onnxscript.optimizer as onnx_optimizer
@@ -249,6 +254,11 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
     check_model_size(height, width)
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
+    try:
+        target = ExportTarget(target)
+    except ValueError as err:
+        raise ValueError(f'target must be one of {[t.value for t in ExportTarget]}, got '
+                         f'{target!r}') from err
     model = model.eval()
     if with_saliency is None:
         with_saliency = hasattr(model, 'forward_with_saliency')
@@ -281,7 +291,9 @@ def export_model(model: nn.Module, out: str | Path, *, height: int, width: int,
         proto = onnx.load(raw_path)
     onnx_optimizer.fold_constants(proto)
     onnx_optimizer.remove_unused_nodes(proto)
-    optimize_for_cpu(proto)  # exact rewrites; checked by the parity run below
+    passes = optimize_for_cpu(proto).counts() if target is ExportTarget.CPU else {}
+    # exact rewrites; the parity run below checks them
+    metadata = replace(metadata, export_target=target.value, graph_passes=passes)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as err:
@@ -332,7 +344,8 @@ def write_fp16_copy(onnx_path: str | Path) -> Path:
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int, width: int,
                       fp16: bool = False, opset: int = DEFAULT_OPSET,
-                      rtol: float = DEFAULT_RTOL) -> ExportResult:
+                      rtol: float = DEFAULT_RTOL,
+                      target: ExportTarget | str = ExportTarget.CPU) -> ExportResult:
     """Export a checkpoint written by ``model.save_checkpoint`` (see :func:`export_model`).
 
     The metadata takes ``train_data``/``training_data``, ``metrics``, ``radar_channels``,
@@ -359,12 +372,13 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, height: int, w
         metrics={str(k): float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float))},
         checkpoint=str(checkpoint), model_kwargs=payload.get('model_kwargs') or {},
-        opset=opset, rtol=rtol, fp16=fp16)
+        opset=opset, rtol=rtol, fp16=fp16, target=target)
 
 
 def export_random(model_name: str, out: str | Path, *, height: int, width: int, seed: int = 0,
                   model_kwargs: Mapping[str, Any] | None = None, fp16: bool = False,
-                  opset: int = DEFAULT_OPSET, rtol: float = DEFAULT_RTOL) -> ExportResult:
+                  opset: int = DEFAULT_OPSET, rtol: float = DEFAULT_RTOL,
+                  target: ExportTarget | str = ExportTarget.CPU) -> ExportResult:
     """Export a randomly initialised (seeded) model: same graph and speed, meaningless depth.
 
     Used by tests and by ``xdrcdepth bench`` when no trained model is at hand.
@@ -375,7 +389,8 @@ def export_random(model_name: str, out: str | Path, *, height: int, width: int, 
     model = create_model(model_name, **dict(model_kwargs or {}))
     return export_model(model, out, height=height, width=width, model_name=model_name,
                         training_data=f'none: random initialisation (seed {seed})',
-                        model_kwargs=model_kwargs, opset=opset, rtol=rtol, fp16=fp16)
+                        model_kwargs=model_kwargs, opset=opset, rtol=rtol, fp16=fp16,
+                        target=target)
 
 
 def json_text(value: Any) -> str:

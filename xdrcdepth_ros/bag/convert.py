@@ -41,8 +41,7 @@ from xdrcdepth_ros.bag.nuscenes_source import (
     BASE_FRAME, camera_info_topic, cloud_topic, collect_scenes,
     image_topic, ODOM_FRAME, raw_image_topic, SceneRecords, sensor_frame, static_cam_from_sensor)
 from xdrcdepth_ros.core.errors import DatasetError
-from xdrcdepth_ros.core.geometry import transform_from_record
-from xdrcdepth_ros.core.config import extrinsics_from_transform
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform, transform_from_record
 from xdrcdepth_ros.core.nuscenes_io import read_lidar_bin, read_pcd, SensorRecord
 
 RADAR_CHANNELS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT', 'RADAR_BACK_LEFT',

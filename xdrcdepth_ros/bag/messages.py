@@ -13,7 +13,7 @@ import numpy as np
 
 from xdrcdepth_ros.core.conversions import ns_to_stamp
 from xdrcdepth_ros.core.errors import DatasetError
-from xdrcdepth_ros.core.config import extrinsics_from_transform
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform
 
 
 def ros_time(store: Any, stamp_ns: int) -> Any:

@@ -1,21 +1,23 @@
 """Offline replay: the node's conversions → sync → pipeline → outputs on a bag, without ROS.
 
-Messages are read in bag-time order and fed to the same :class:`~xdrcdepth_ros.core.sync.FrameAssembler`
-the node uses, with bag time as the clock: before each message whose bag time is later than the
-previous one, every frame that is ready at that time is processed (the node's worker polls
-continuously, so it sees the same state). Each frame goes through the node's own per-frame
-step, :class:`~xdrcdepth_ros.core.frame_step.FrameStep` (pairing, decoding and skip rules, the
-pipeline, the output messages), and its outputs are written to a new bag under the node's
-topic names (``/xdrcdepth/depth``, ...) with the input topics copied alongside, so the
-result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its LiDAR and TF there.
+Messages are read in bag-time order and fed to the same
+:class:`~xdrcdepth_ros.core.sync.FrameAssembler` the node uses, with bag time as the clock: before
+each message whose bag time is later than the previous one, every frame that is ready at that time
+is processed (the node's worker polls continuously, so it sees the same state). Each frame goes
+through the node's own per-frame step, :class:`~xdrcdepth_ros.core.frame_step.FrameStep` (pairing,
+decoding and skip rules, the pipeline, the output messages), and its outputs are written to a new
+bag under the node's topic names (``/xdrcdepth/depth``, ...) with the input topics copied
+alongside, so the result opens in RViz (``ros2 bag play``) and ``xdrcdepth evaluate`` finds its
+LiDAR and TF there.
 
 Parameters: ``--params-file`` (the node's YAML format) applies to the whole bag. Without it, a bag
 written by ``nuscenes-to-bag`` supplies ``params/<scene>.<camera>.yaml`` per scene (each scene may
 be another vehicle); the assembler and camera state restart at each scene, like a node restarted
 per scene, and every parameter of the scene applies, including ``model_path``, ``providers`` and
 ``output_size`` (one engine per distinct set, see
-:func:`~xdrcdepth_ros.core.frame_step.pipeline_from_config`). Otherwise the node defaults apply. ``extrinsics_source: tf`` is served from the bag's
-``/tf_static`` (static camera ← radar, as tf2 gives for static sensors).
+:func:`~xdrcdepth_ros.core.frame_step.pipeline_from_config`). Otherwise the node defaults apply.
+``extrinsics_source: tf`` is served from the bag's ``/tf_static`` (static camera ← radar, as tf2
+gives for static sensors).
 """
 from __future__ import annotations
 

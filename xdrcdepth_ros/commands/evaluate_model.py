@@ -1,5 +1,7 @@
 r"""``xdrcdepth evaluate-model``: paper metrics of a checkpoint, an exported ONNX or a baseline.
 
+The scoring is :mod:`xdrcdepth_ros.train.scoring` (shared with the model card).
+
 Examples:
     xdrcdepth evaluate-model --checkpoint runs/experiment/both_kd_s0/best.pt --split test
     xdrcdepth evaluate-model --onnx models/xdrcdepth_student.onnx --dataset nuscenes \
@@ -10,11 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Callable, Iterable
 
-import numpy as np
-
-BASELINES = ('median', 'radar-nn')
+BASELINES = ('median', 'radar-nn')  # train.scoring.BASELINES (not imported: --help stays light)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,85 +45,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def load_split(args: argparse.Namespace) -> Any:
-    """The dataset named by the arguments, at ``--height x --width``."""
-    from xdrcdepth_ros.train.batches import build_dataset
-    from xdrcdepth_ros.train.config import DataConfig
-
-    size = int(args.size)
-    cfg = DataConfig(dataset=args.dataset, root=args.root, version=args.version,
-                     height=int(args.height), width=int(args.width), train_size=size,
-                     val_size=size, test_size=size, cache_dir=args.cache_dir)
-    return build_dataset(cfg, args.split)
-
-
-def _predictor(args: argparse.Namespace, samples: list[dict]) -> Callable[[dict], np.ndarray]:
-    """A function sample arrays -> (H, W) depth in metres."""
-    from xdrcdepth_ros.train import baselines
-
-    if args.baseline:
-        gt_key = 'gt_sparse' if args.gt == 'sparse' else 'gt_dense'
-        valid = np.concatenate([s[gt_key][s[gt_key] > 0] for s in samples] or [np.zeros(0)])
-        median = float(np.median(valid)) if valid.size else 10.0
-        if args.baseline == 'median':
-            return lambda s: baselines.constant_depth(s['image'].shape[:2], median)
-        return lambda s: baselines.radar_nearest(s['radar'][0], median)
-    if args.onnx:
-        from xdrcdepth_ros.core.engine import Engine
-
-        engine = Engine(args.onnx, providers=['cpu'])
-        return lambda s: engine.run(s['image'], s['radar'])[0]
-    import torch
-
-    from xdrcdepth_ros.model import load_checkpoint
-
-    model, _ = load_checkpoint(args.checkpoint)
-    model = model.to(args.device).eval()
-
-    def torch_predict(s: dict) -> np.ndarray:
-        image = torch.from_numpy(s['image'].transpose(2, 0, 1).astype(np.float32) / 255.0)
-        radar = torch.from_numpy(s['radar'])
-        with torch.no_grad():
-            out = model(image[None].to(args.device), radar[None].to(args.device))
-        return out.depth[0, 0].float().cpu().numpy()
-
-    return torch_predict
-
-
-def evaluate_samples(samples: Iterable[dict], predict: Callable[[dict], np.ndarray],
-                     gt_key: str = 'gt_sparse') -> dict[float, dict]:
-    """``MetricAccumulator.summary()`` of ``predict`` over sample arrays."""
-    from tqdm import tqdm
-
-    from xdrcdepth_ros.core.evaluate import MetricAccumulator
-
-    acc = MetricAccumulator()
-    for sample in tqdm(list(samples), desc='evaluate', leave=False):
-        acc.add(predict(sample), sample[gt_key])
-    return acc.summary()
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the metric table (or JSON). Returns the exit code."""
     from xdrcdepth_ros.core.evaluate import format_table
-    from xdrcdepth_ros.train.batches import sample_arrays
+    from xdrcdepth_ros.train import scoring
 
-    if not args.split:
-        args.split = 'all' if args.dataset == 'nuscenes' else 'test'
-    dataset = load_split(args)
-    count = len(dataset) if not args.limit else min(int(args.limit), len(dataset))
-    if count == 0:
-        raise ValueError(f'split {args.split!r} of {args.dataset} has no samples')
-    samples = [sample_arrays(dataset[i]) for i in range(count)]
-    predict = _predictor(args, samples)
-    summary = evaluate_samples(samples, predict,
-                               'gt_sparse' if args.gt == 'sparse' else 'gt_dense')
+    split = args.split or ('all' if args.dataset == 'nuscenes' else 'test')
+    gt_key = scoring.GT_KEYS[args.gt]
+    samples = scoring.load_samples(
+        dataset=args.dataset, split=split, height=int(args.height), width=int(args.width),
+        root=args.root, version=args.version, size=int(args.size), cache_dir=args.cache_dir,
+        limit=int(args.limit))
+    if args.baseline:
+        predict = scoring.baseline_predictor(args.baseline,
+                                             scoring.median_gt_depth(samples, gt_key))
+    elif args.onnx:
+        from xdrcdepth_ros.core.engine import Engine
+
+        predict = scoring.engine_predictor(Engine(args.onnx, providers=['cpu']))
+    else:
+        predict = scoring.checkpoint_predictor(args.checkpoint, args.device)
+    summary = scoring.score_samples(samples, predict, gt_key=gt_key, progress=True)
     what = args.checkpoint or args.onnx or f'baseline:{args.baseline}'
     if args.json:
-        print(json.dumps({'model': what, 'dataset': args.dataset, 'split': args.split,
-                          'n_samples': count,
+        print(json.dumps({'model': what, 'dataset': args.dataset, 'split': split,
+                          'n_samples': len(samples),
                           'metrics': {f'{c:g}': m for c, m in summary.items()}}, default=float))
     else:
-        print(f'{what} on {args.dataset}/{args.split} ({count} samples)')
+        print(f'{what} on {args.dataset}/{split} ({len(samples)} samples)')
         print(format_table(summary))
     return 0

@@ -4,7 +4,7 @@ Examples:
     xdrcdepth export --checkpoint runs/student/best.pt --height 352 --width 704 \\
         --out models/xdrcdepth_student.onnx
     xdrcdepth export --checkpoint runs/student/best.pt --height 896 --width 1600 \\
-        --out models/student_896x1600.onnx --fp16
+        --out models/student_896x1600.onnx --target gpu --fp16
     xdrcdepth export --random xdrcdepth_tiny --height 96 --width 192 --out /tmp/tiny.onnx
 """
 from __future__ import annotations
@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--height', type=int, required=True, help='input height, px (x32)')
     parser.add_argument('--width', type=int, required=True, help='input width, px (x32)')
     parser.add_argument('--out', required=True, help='output .onnx path (NAME.json beside it)')
+    parser.add_argument('--target', choices=('cpu', 'gpu'), default='cpu',
+                        help='cpu: apply the exact CPU graph rewrites (onnxruntime CPU kernels, '
+                             'OpenVINO); gpu: the graph as torch exports it, for CUDA/TensorRT '
+                             '(default %(default)s; the metadata records the passes applied)')
     parser.add_argument('--fp16', action='store_true',
                         help='also write NAME.fp16.onnx (FP16 weights, same interface) for GPUs')
     parser.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 17; default 18)')
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from xdrcdepth_ros.export import export_checkpoint, export_random
 
     common = dict(height=args.height, width=args.width, fp16=args.fp16, opset=args.opset,
-                  rtol=args.rtol)
+                  rtol=args.rtol, target=args.target)
     if args.checkpoint:
         result = export_checkpoint(args.checkpoint, args.out, **common)
     else:
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         'fp16': str(result.fp16_path) if result.fp16_path else None,
         'model_name': meta.model_name, 'input': [meta.input_height, meta.input_width],
         'outputs': list(meta.outputs), 'parameter_count': meta.parameter_count,
+        'target': meta.export_target, 'graph_passes': dict(meta.graph_passes),
         'max_rel_error': result.max_rel_error,
         'fp16_max_rel_error': result.fp16_max_rel_error or None,
     }
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     print(f'  {meta.model_name} {meta.input_height}x{meta.input_width}, outputs '
           f'{", ".join(meta.outputs)}, {meta.parameter_count:,} parameters, '
           f'git {meta.git_revision}')
+    passes = ', '.join(f'{name} {count}' for name, count in meta.graph_passes.items())
+    print(f'  target {meta.export_target}: graph passes {passes or "none"}')
     errors = ', '.join(f'{name} {value:.2e}' for name, value in result.max_rel_error.items())
     print(f'  onnxruntime vs torch, max relative error: {errors} (limit {args.rtol:g})')
     for name in result.zero_outputs:

@@ -17,8 +17,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from xdrcdepth_ros.core.geometry import transform_from_xyzw
-from xdrcdepth_ros.core.sync import SyncConfig
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform, transform_from_xyzw
+from xdrcdepth_ros.core.sync import (DEFAULT_BUFFER_SIZE, DEFAULT_MAX_AGE_NS, DEFAULT_SLOP_NS,
+                                     DEFAULT_WAIT_NS, SyncConfig)
+
+__all__ = ['check_value', 'default_model_path', 'defaults', 'engine_providers',
+           'extrinsics_from_transform', 'load_params_file', 'NodeConfig', 'PARAMETERS',
+           'ParamSpec', 'ParamType', 'resolve_model_path', 'spec']
 
 DEFAULT_MODEL_NAME = 'xdrcdepth_student.onnx'
 EXTRINSICS_PER_RADAR = 7
@@ -110,17 +115,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('radar_time_offsets_s', ParamType.DOUBLE_ARRAY, [],
               'per radar topic, seconds added to its stamps before matching (empty: all 0)',
               minimum=-1.0, maximum=1.0),
-    ParamSpec('sync_slop', ParamType.DOUBLE, 0.05,
+    ParamSpec('sync_slop', ParamType.DOUBLE, DEFAULT_SLOP_NS / 1e9,
               'largest |image stamp - radar stamp| (s) for a sweep to pair with an image',
               read_only=False, minimum=0.0, maximum=1.0),
-    ParamSpec('sync_wait_s', ParamType.DOUBLE, 0.1,
+    ParamSpec('sync_wait_s', ParamType.DOUBLE, DEFAULT_WAIT_NS / 1e9,
               'how long (s, receive time) an image waits for its radar sweeps before it is used '
               'without them or dropped (require_radar)', read_only=False, minimum=0.0,
               maximum=2.0),
-    ParamSpec('sync_max_age_s', ParamType.DOUBLE, 1.0,
+    ParamSpec('sync_max_age_s', ParamType.DOUBLE, DEFAULT_MAX_AGE_NS / 1e9,
               'messages whose stamp is this much (s) older than the newest stamp are discarded; '
               'stale images are counted as drops', read_only=False, minimum=0.01, maximum=10.0),
-    ParamSpec('sync_buffer_size', ParamType.INTEGER, 10,
+    ParamSpec('sync_buffer_size', ParamType.INTEGER, DEFAULT_BUFFER_SIZE,
               'messages kept per input topic while waiting for a match', minimum=1, maximum=100),
     ParamSpec('require_radar', ParamType.BOOL, False,
               'true: skip a frame whose radar is missing, unreadable or has no transform; '
@@ -388,35 +393,6 @@ def _cross_check(values: Mapping[str, Any]) -> list[str]:
                     problems.append(f'radar_extrinsics quaternion of {topic} has norm {norm:.6f}; '
                                     'expected a unit quaternion (qx, qy, qz, qw)')
     return problems
-
-
-def extrinsics_from_transform(transform: np.ndarray) -> list[float]:
-    """Inverse of the ``radar_extrinsics`` layout: (4, 4) ``T`` -> [x, y, z, qx, qy, qz, qw].
-
-    Useful to write the parameter from a calibration matrix (e.g. nuScenes ``T_cam<-radar``).
-    The quaternion has w >= 0.
-    """
-    matrix = np.asarray(transform, dtype=np.float64)
-    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-        raise ValueError(f'transform must be a finite (4, 4) matrix, got shape {matrix.shape}')
-    r = matrix[:3, :3]
-    # Shepperd's method: pick the largest diagonal term for numerical stability.
-    trace = float(np.trace(r))
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[k, k], 1e-300))
-        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
-        q[i] = s / 4
-        q[j] = (r[j, i] + r[i, j]) / s
-        q[k] = (r[k, i] + r[i, k]) / s
-    quat = np.asarray(q) / np.linalg.norm(q)
-    if quat[3] < 0:
-        quat = -quat
-    return [float(v) for v in matrix[:3, 3]] + [float(v) for v in quat]
 
 
 def load_params_file(path: str | Path, node_name: str = 'xdrcdepth', *,

@@ -7,11 +7,11 @@ imports rclpy: message *classes* are passed in (rclpy or ``rosbags`` ones, as fo
 in :mod:`~xdrcdepth_ros.core.conversions`), and every message is read by duck typing.
 
 Flow: :class:`FrameBuilder` buffers images and radar sweeps in a
-:class:`~xdrcdepth_ros.core.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out synced
-sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`). :class:`FrameStep`
-is the per-frame step both callers run: build, run the pipeline (made by
-:func:`pipeline_from_config`), turn the result into output messages (:func:`output_messages`);
-the node publishes them, replay writes them.
+:class:`~xdrcdepth_ros.core.sync.FrameAssembler`, keeps the newest valid CameraInfo, hands out
+synced sets (:meth:`FrameBuilder.take`) and decodes them (:meth:`FrameBuilder.build`).
+:class:`FrameStep` is the per-frame step both callers run: build, run the pipeline (made by
+:func:`pipeline_from_config`), turn the result into output messages (:func:`output_messages`); the
+node publishes them, replay writes them.
 
 Every input that is not used is reported once with a :class:`SkipReason`, whose value is the
 counter name in ``/diagnostics`` and in replay's drops. A radar sweep that lacks a configured

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import enum
+import math
 from typing import Sequence
 
 import numpy as np
@@ -99,6 +100,38 @@ def transform_from_xyzw(translation: ArrayLike, rotation_xyzw: ArrayLike) -> np.
     """
     xyzw = _check_vector(rotation_xyzw, 4, 'rotation (x, y, z, w)')
     return _transform(_check_vector(translation, 3, 'translation'), np.roll(xyzw, 1))
+
+
+def extrinsics_from_transform(transform: np.ndarray) -> list[float]:
+    """Inverse of :func:`transform_from_xyzw`: (4, 4) ``T`` -> [x, y, z, qx, qy, qz, qw].
+
+    That is the node's ``radar_extrinsics`` layout per radar: useful to write the parameter
+    from a calibration matrix (e.g. nuScenes ``T_cam<-radar``). The quaternion has w >= 0.
+
+    Raises:
+        ValueError: not a finite (4, 4) matrix.
+    """
+    matrix = np.asarray(transform, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise ValueError(f'transform must be a finite (4, 4) matrix, got shape {matrix.shape}')
+    r = matrix[:3, :3]
+    # Shepperd's method: pick the largest diagonal term for numerical stability.
+    trace = float(np.trace(r))
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
+    else:
+        i = int(np.argmax(np.diag(r)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[k, k], 1e-300))
+        q = [0.0, 0.0, 0.0, (r[k, j] - r[j, k]) / s]
+        q[i] = s / 4
+        q[j] = (r[j, i] + r[i, j]) / s
+        q[k] = (r[k, i] + r[i, k]) / s
+    quat = np.asarray(q) / np.linalg.norm(q)
+    if quat[3] < 0:
+        quat = -quat
+    return [float(v) for v in matrix[:3, 3]] + [float(v) for v in quat]
 
 
 def transform_from_record(record: dict) -> np.ndarray:

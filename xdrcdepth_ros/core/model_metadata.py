@@ -7,6 +7,7 @@ checks both against each other and against the graph.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+import enum
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,11 +22,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RADAR_UNITS = {RadarChannel.DEPTH: 'm', RadarChannel.RCS: 'dBsm', RadarChannel.VX: 'm/s',
                RadarChannel.VY: 'm/s'}
 _OUTPUTS = ('depth', 'saliency')
-#: PointCloud2 fields that feed rcs, vx, vy by default (nuScenes: ego-motion compensated).
-DEFAULT_RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')
+#: PointCloud2 fields that feed the rcs, vx, vy channels by default: the raw RCS and velocities,
+#: as the paper and the datasets here train (``vx_comp, vy_comp``, ego-motion compensated, are
+#: an option). The one source of this default: datasets, export and ``RadarFieldMap`` use it.
+DEFAULT_RADAR_FIELDS = ('rcs', 'vx', 'vy')
 IMAGE_TENSOR_TYPES = {'uint8': 'tensor(uint8)', 'float32': 'tensor(float)'}
 #: Which rows a taller-than-the-model camera image keeps (see ``geometry.InputTransform.fit``).
 VERTICAL_CROPS = ('bottom', 'center', 'top')
+
+
+class ExportTarget(str, enum.Enum):
+    """What an export's graph was rewritten for (``xdrcdepth export --target``)."""
+
+    CPU = 'cpu'
+    """onnxruntime's CPU kernels (and OpenVINO): the exact CPU rewrites of ``onnx_passes``."""
+    GPU = 'gpu'
+    """CUDA / TensorRT: the graph as torch exported it (the CPU rewrites were never measured
+    there)."""
 
 
 
@@ -62,6 +75,9 @@ class ModelMetadata:
         checkpoint: checkpoint the weights came from ('' for a random initialisation).
         model_kwargs: keyword arguments the model was built with (JSON-serialisable).
         created: ISO 8601 UTC time of the export.
+        export_target: :class:`ExportTarget` value; '' in files written before targets existed
+            (those went through the CPU rewrites).
+        graph_passes: rewrite pass → nodes it rewrote (``onnx_passes``); empty for ``gpu``.
         format_version: version of this metadata layout.
     """
 
@@ -87,6 +103,8 @@ class ModelMetadata:
     checkpoint: str = ''
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     created: str = ''
+    export_target: str = ''
+    graph_passes: Mapping[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -100,6 +118,7 @@ class ModelMetadata:
             object.__setattr__(self, name, tuple(value))
         object.__setattr__(self, 'metrics', dict(self.metrics))
         object.__setattr__(self, 'model_kwargs', dict(self.model_kwargs))
+        object.__setattr__(self, 'graph_passes', dict(self.graph_passes))
         self._validate()
 
     def _validate(self) -> None:
@@ -133,6 +152,10 @@ class ModelMetadata:
         if self.outputs not in (('depth',), _OUTPUTS):
             raise MetadataError(f"metadata outputs must be ['depth'] or ['depth', 'saliency'], "
                                 f'got {list(self.outputs)}')
+        targets = [target.value for target in ExportTarget]
+        if self.export_target and self.export_target not in targets:
+            raise MetadataError(f'metadata export_target must be one of {targets} (or empty), '
+                                f'got {self.export_target!r}')
         if self.precision not in ('fp32', 'fp16'):
             raise MetadataError(f"metadata precision must be 'fp32' or 'fp16', got "
                                 f'{self.precision!r}')

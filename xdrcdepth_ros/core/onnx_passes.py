@@ -62,6 +62,13 @@ class PassReport:
     pointwise: tuple[str, ...]
     depthwise: tuple[str, ...]
 
+    def counts(self) -> dict[str, int]:
+        """Pass (function name) → nodes it rewrote, as the model metadata records it."""
+        return {'subpixel_upsample_convs': len(self.subpixel),
+                'split_concat_pointwise_convs': len(self.pointwise),
+                'split_unaligned_concat_convs': len(self.split),
+                'depthwise_single_output_convs': len(self.depthwise)}
+
 
 def optimize_for_cpu(model: Any, block: int = CHANNEL_BLOCK) -> PassReport:
     """Apply every rewrite of this module to ``model`` (an ``onnx.ModelProto``, in place).

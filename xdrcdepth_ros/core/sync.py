@@ -52,6 +52,16 @@ class RadarPolicy(str, enum.Enum):
     """Every sweep inside the window, oldest first (for multi-sweep accumulation)."""
 
 
+DEFAULT_SLOP_NS = 50_000_000
+"""Default pairing window (the node's ``sync_slop``; the table in ``core.config`` reads it)."""
+DEFAULT_BUFFER_SIZE = 10
+"""Default messages kept per sensor (``sync_buffer_size``)."""
+DEFAULT_MAX_AGE_NS = 1_000_000_000
+"""Default staleness limit (``sync_max_age_s``)."""
+DEFAULT_WAIT_NS = 100_000_000
+"""Default wait of an image for its radar (``sync_wait_s``)."""
+
+
 @dataclass(frozen=True)
 class SyncConfig:
     """Frame assembler settings; all durations are integer nanoseconds.
@@ -69,11 +79,11 @@ class SyncConfig:
         radar_policy: see :class:`RadarPolicy`.
     """
 
-    slop_ns: int = 60_000_000
+    slop_ns: int = DEFAULT_SLOP_NS
     radar_offsets_ns: tuple[int, ...] = (0,)
-    buffer_size: int = 16
-    max_age_ns: int = 500_000_000
-    wait_ns: int = 100_000_000
+    buffer_size: int = DEFAULT_BUFFER_SIZE
+    max_age_ns: int = DEFAULT_MAX_AGE_NS
+    wait_ns: int = DEFAULT_WAIT_NS
     require_radar: bool = False
     clock_jump_ns: int = 2_000_000_000
     radar_policy: RadarPolicy = RadarPolicy.NEAREST

@@ -32,6 +32,7 @@ from xdrcdepth_ros.data.resample import densify as densify_depth
 from xdrcdepth_ros.data.sample import Sample
 from xdrcdepth_ros.core.errors import DatasetError
 from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map, radar_map
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 from xdrcdepth_ros.core.nuscenes_io import Keyframe, NuScenesTables, radar_xyz, RADAR_FIELDS
 
 _RADAR_FIELD_NAMES = tuple(name for name, _ in RADAR_FIELDS)
@@ -87,7 +88,7 @@ class NuScenesDataset:
     def __init__(self, dataroot: str | Path, version: str = 'v1.0-trainval',
                  split: str | None = 'all', height: int = 352, width: int = 704, *,
                  scenes: Sequence[str] | None = None, camera: str = 'CAM_FRONT',
-                 radar: str = 'RADAR_FRONT', radar_fields: Sequence[str] = ('rcs', 'vx', 'vy'),
+                 radar: str = 'RADAR_FRONT', radar_fields: Sequence[str] = DEFAULT_RADAR_FIELDS,
                  vertical: str = 'bottom', lidar_scans: int = 0, densify: bool = False,
                  cache_dir: str | Path | None = None) -> None:
         unknown = [f for f in radar_fields if f not in _RADAR_FIELD_NAMES]

@@ -32,6 +32,7 @@ from xdrcdepth_ros.data.synthetic_scene import generate_scene
 from xdrcdepth_ros.data.synthetic_sensors import (
     RADAR_FIELD_NAMES, RadarModel, simulate_lidar, simulate_radar)
 from xdrcdepth_ros.core.geometry import InputTransform, lidar_depth_map, radar_map
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 
 #: nuScenes CAM_FRONT-like intrinsics at 1600 x 900 (fx = fy, principal point off-centre).
 NUSCENES_LIKE_K = np.array([[1266.417, 0.0, 816.267], [0.0, 1266.417, 491.507], [0.0, 0.0, 1.0]])
@@ -56,7 +57,7 @@ class SceneGenerator:
 
     camera_width: int = 1600
     camera_height: int = 900
-    radar_fields: tuple[str, ...] = ('rcs', 'vx', 'vy')
+    radar_fields: tuple[str, ...] = DEFAULT_RADAR_FIELDS
     mode: str = 'direct'
     radar: RadarModel = field(default_factory=RadarModel)
     focal_jitter: float = 0.01
@@ -165,7 +166,7 @@ def _finish(rgb: np.ndarray, exposure: float, noise: float,
 
 def render_scene(seed: int, width: int = 1600, height: int = 900, out_height: int | None = None,
                  out_width: int | None = None, *, mode: str = 'direct',
-                 radar_fields: Sequence[str] = ('rcs', 'vx', 'vy')) -> Sample:
+                 radar_fields: Sequence[str] = DEFAULT_RADAR_FIELDS) -> Sample:
     """Render synthetic scene ``seed`` (deterministic).
 
     Args:
@@ -213,7 +214,7 @@ class SyntheticDataset:
     """
 
     def __init__(self, split: str, size: int, height: int, width: int, seed: int = 0, *,
-                 radar_fields: Sequence[str] = ('rcs', 'vx', 'vy'), mode: str = 'direct',
+                 radar_fields: Sequence[str] = DEFAULT_RADAR_FIELDS, mode: str = 'direct',
                  cache_dir: str | Path | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')

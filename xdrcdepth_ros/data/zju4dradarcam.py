@@ -26,6 +26,7 @@ from xdrcdepth_ros.data.resample import rasterize_pixels, resample_dense, resamp
 from xdrcdepth_ros.data.sample import Sample
 from xdrcdepth_ros.core.errors import DatasetError
 from xdrcdepth_ros.core.geometry import InputTransform
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 
 SPLITS: tuple[str, ...] = ('train', 'val', 'test', 'full')
 DEPTH_PNG_SCALE = 256.0
@@ -68,7 +69,7 @@ class ZJU4DRadarCamDataset:
 
     def __init__(self, root: str | Path, split: str = 'train', height: int = 352,
                  width: int = 640, *, K: np.ndarray | None = None,
-                 radar_fields: Sequence[str] = ('rcs', 'vx', 'vy'),
+                 radar_fields: Sequence[str] = DEFAULT_RADAR_FIELDS,
                  extra_columns: Sequence[str] = (), vertical: str = 'bottom') -> None:
         if split not in SPLITS:
             raise ValueError(f'split must be one of {SPLITS}, got {split!r}')

@@ -4,7 +4,7 @@ r"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model (ONNX 
         --cache-dir runs/cache --out models/model_card_metrics.json
 
 It scores the model and two baselines (one constant = the split's median GT depth; nearest
-radar point in the image plane) with the same evaluator (``evaluate.MetricAccumulator``, per
+radar point in the image plane) with the scoring of ``evaluate-model`` (``train.scoring``: per
 image, 80 m cap, single-scan (LiDAR-like) GT) on: the synthetic test split, its first
 ``--small`` samples (re-checked by ``test/test_model_card.py``), and the bundled real nuScenes
 frames against their LiDAR. It also times ``Engine.run`` on this CPU.
@@ -22,8 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xdrcdepth_ros.core.evaluate import MetricAccumulator
-from xdrcdepth_ros.train import baselines
+from xdrcdepth_ros.train import scoring
 from xdrcdepth_ros.train.batches import sample_arrays
 
 KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', 'n_images')
@@ -31,25 +30,20 @@ KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', '
 
 def score(samples: Sequence[dict], predict: Callable[[dict], np.ndarray],
           cap: float = 80.0) -> dict[str, float]:
-    """Per-image metrics at ``cap`` m against ``gt_sparse``, averaged over images."""
-    acc = MetricAccumulator(caps=(cap,))
-    for sample in samples:
-        acc.add(predict(sample), sample['gt_sparse'])
-    summary = acc.summary()[cap]
+    """The card's metrics (:data:`KEYS`) at ``cap`` m against ``gt_sparse``."""
+    summary = scoring.score_samples(samples, predict, caps=(cap,))[cap]
     return {k: float(summary[k]) for k in KEYS if k in summary}
 
 
 def score_all(samples: Sequence[dict], engine: Any) -> dict[str, dict[str, float]]:
     """The model and both baselines on the same samples."""
-    valid = np.concatenate([s['gt_sparse'][s['gt_sparse'] > 0] for s in samples])
-    median = float(np.median(valid))
+    median = scoring.median_gt_depth(samples)
     return {
-        'model': score(samples, lambda s: engine.run(s['image'], s['radar'])[0]),
+        'model': score(samples, scoring.engine_predictor(engine)),
         'baseline_constant_median': {
-            **score(samples, lambda s: baselines.constant_depth(s['image'].shape[:2], median)),
+            **score(samples, scoring.baseline_predictor('median', median)),
             'constant_m': median},
-        'baseline_radar_nearest': score(
-            samples, lambda s: baselines.radar_nearest(s['radar'][0], median)),
+        'baseline_radar_nearest': score(samples, scoring.baseline_predictor('radar-nn', median)),
     }
 
 
@@ -57,12 +51,8 @@ def synthetic_samples(count: int, height: int, width: int, cache_dir: str = '',
                       test_size: int = 64) -> list[dict]:
     """The first ``count`` samples of the synthetic test split (identical with or without the
     cache: sample i depends only on split, i and the dataset seed)."""
-    from xdrcdepth_ros.train.batches import build_dataset
-    from xdrcdepth_ros.train.config import DataConfig
-
-    cfg = DataConfig(height=height, width=width, test_size=test_size, cache_dir=cache_dir)
-    dataset = build_dataset(cfg, 'test')
-    return [sample_arrays(dataset[i]) for i in range(min(count, len(dataset)))]
+    return scoring.load_samples(dataset='synthetic', split='test', height=height, width=width,
+                                size=test_size, cache_dir=cache_dir, limit=count)
 
 
 def nuscenes_samples(root: str, height: int, width: int) -> list[dict]:

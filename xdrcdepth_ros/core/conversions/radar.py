@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from xdrcdepth_ros.core.errors import ConversionError
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 
 # The package's name, not this module's: log records keep the name they had before the split.
 _LOG = logging.getLogger('xdrcdepth_ros.core.conversions')
@@ -18,13 +19,14 @@ class RadarFieldMap:
     """Which PointCloud2 fields feed the model's radar channels.
 
     Attributes:
-        features: field names for the channels after depth, in model order. The default is the
-            nuScenes ARS408 naming (RCS dBsm, ego-motion compensated vx, vy in m/s); other radars
-            name theirs here, e.g. ``('intensity', 'vx', 'vy')``.
+        features: field names for the channels after depth, in model order. The default is
+            :data:`~xdrcdepth_ros.core.model_metadata.DEFAULT_RADAR_FIELDS` (nuScenes ARS408
+            naming: RCS dBsm, raw vx, vy in m/s); other radars name theirs here, e.g.
+            ``('intensity', 'vx', 'vy')``.
         x, y, z: coordinate field names, metres in the radar frame.
     """
 
-    features: tuple[str, ...] = ('rcs', 'vx_comp', 'vy_comp')
+    features: tuple[str, ...] = DEFAULT_RADAR_FIELDS
     x: str = 'x'
     y: str = 'y'
     z: str = 'z'
