@@ -9,11 +9,11 @@ compressed transport) is timed separately.
 
 Usage:
     .venv/bin/python bench/bench_node.py [--model M.onnx | --height 352 --width 704]
-        [--frames 64] [--intra-op-threads 1] [--providers cpu] [--write-docs]
+        [--frames 64] [--intra-op-threads 1] [--providers cpu] [--out J.json] [--write-docs]
 
 Without --model a random 'xdrcdepth_tiny' student is exported at --height x --width (needs
-torch; the engine time of a random network says nothing, the overhead does). --write-docs
-replaces the '## Node' section of docs/performance.md with the results.
+torch; the engine time of a random network says nothing, the overhead does). --out writes the
+medians as JSON; --write-docs replaces the '## Node' section of docs/performance.md with them.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from timing import write_report  # noqa: E402 - bench/ is on sys.path when a script runs
 STAGES = ('sync', 'decode', 'preprocess', 'postprocess', 'publish')
 
 
@@ -166,61 +167,65 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def report(results: dict[str, dict[str, list[float]]], model: Path, size: tuple[int, int],
-           frames: int, threads: int, provider: str) -> str:
-    """A Markdown section with the medians of both passes."""
-    plain, color = results['depth + camera_info'], results['+ depth_color']
-
-    def overhead(times):
+def summarize(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per pass ('plain': depth + camera_info, 'color': + depth_color): the median of each
+    stage (ms), ``overhead`` (everything but the engine) and ``glue`` (sync + decode +
+    publish), per frame then the median."""
+    out = {}
+    for key, label in (('plain', 'depth + camera_info'), ('color', '+ depth_color')):
+        times = results[label]
         count = len(times['sync'])
-        return _median([sum(times[stage][i] for stage in STAGES) for i in range(count)])
+        medians = {stage: _median(values) for stage, values in times.items()}
+        medians['overhead'] = _median([sum(times[stage][i] for stage in STAGES)
+                                       for i in range(count)])
+        medians['glue'] = _median([times['sync'][i] + times['decode'][i] + times['publish'][i]
+                                   for i in range(count)])
+        out[key] = medians
+    return out
 
-    glue = _median([plain['sync'][i] + plain['decode'][i] + plain['publish'][i]
-                    for i in range(len(plain['sync']))])
-    rows = '\n'.join(f'| {stage} | {_median(plain[stage]):.2f} ms | '
-                     f'{_median(color[stage]):.2f} ms |' for stage in STAGES)
-    total = f'**{overhead(plain):.2f} ms** | **{overhead(color):.2f} ms**'
-    engine = f"{_median(plain['engine']):.1f} ms | {_median(color['engine']):.1f} ms"
+
+def report(summary: dict[str, dict[str, float]], model: Path, size: tuple[int, int],
+           frames: int, threads: int, provider: str, out: Path | None) -> str:
+    """A Markdown section with the medians of both passes (those of the JSON at ``out``)."""
+    plain, color = summary['plain'], summary['color']
+    rows = '\n'.join(f'| {stage} | {plain[stage]:.2f} ms | {color[stage]:.2f} ms |'
+                     for stage in STAGES)
+    total = f"**{plain['overhead']:.2f} ms** | **{color['overhead']:.2f} ms**"
+    engine = f"{plain['engine']:.1f} ms | {color['engine']:.1f} ms"
     model_arg = (f'--model {model.resolve().relative_to(ROOT)} '
                  if model.resolve().is_relative_to(ROOT)
                  else '')
+    source = out.resolve().relative_to(ROOT) if out is not None else None
+    out_arg = f' --out {source}' if source else ''
+    cited = f"[`{source}`]({source.relative_to('docs')})" if source else 'its output'
     return f"""## Node
 
-`.venv/bin/python bench/bench_node.py {model_arg}--height {size[0]} --width {size[1]} \
---frames {frames} --write-docs`:
-a real `XdrcDepthNode` (rclpy, Fast DDS) runs its worker steps on the bundled 900×1600 nuScenes
-keyframes (raw `rgb8` Image + ARS408 PointCloud2), output at the model size {size[1]}×{size[0]},
-ONNX Runtime's `{provider}` (the node's default choice here) with `intra_op_threads={threads}`.
-Median per stage over {frames} frames;
-2 CPU cores shared with other jobs while measured, so expect noise of a factor ~2.
+`nice -n 10 .venv/bin/python bench/bench_node.py {model_arg}--height {size[0]} --width {size[1]} \
+--frames {frames}{out_arg} --write-docs`, figures from {cited}:
+a real `XdrcDepthNode` (rclpy, Fast DDS) runs its worker's own frame step (`FrameStep.run`,
+then `publish`) on the bundled 900×1600 nuScenes keyframes (raw `rgb8` Image + ARS408
+PointCloud2), output at the model size {size[1]}×{size[0]}, ONNX Runtime's `{provider}` (the
+node's default choice here) with `intra_op_threads={threads}`. Median per stage over {frames}
+frames; the JSON records the CPU and the load (2 cores shared with other jobs).
 
 | stage (node worker, per frame) | depth + camera_info | + depth_color (subscribed) |
 |---|---|---|
 {rows}
 | **node overhead** (everything but the engine) | {total} |
 | engine (not overhead; {model.name}) | {engine} |
-| JPEG decode (compressed transport only) | {_median(plain['jpeg']):.2f} ms | |
+| JPEG decode (compressed transport only) | {plain['jpeg']:.2f} ms | |
 
 Of the overhead, the node's own glue (sync + decode + message building and `publish()` of
-depth and camera_info) is **{glue:.2f} ms**. Two library steps, timed again on their own in the
-same run, make up most of the rest: the anti-aliased resize of the 1600×900 image inside
-`DepthPipeline` preprocessing (`InputTransform.apply_to_image`: pyrDown + one bilinear warp,
-{_median(plain['resize']):.2f} ms) and, only while `~/depth_color` has a subscriber,
-`visualize.colorize_depth` ({_median(color['colorize']):.2f} ms). Target: ≤ 5 ms per frame,
-everything but the engine. Notes:
-
-* ONNX Runtime's thread pool used to keep spinning after each run; on 2 cores that slowed the
-  steps around it about 3x (overhead 36 ms with the default thread count, 12 ms with one thread,
-  measured by hand). `Engine` now sets `session.force_spinning_stop`, so the node's default
-  (`intra_op_threads: 0`, one thread per core) no longer costs overhead: on 2026-11-25 the same
-  64 frames gave 3.24 ms overhead / 70.3 ms engine with 1 thread and 3.22 ms / 40.5 ms with 2.
-* The resize used to be `INTER_AREA` (~8.5 ms here) and the colour map numpy fancy indexing
-  (~7.6 ms); both were replaced (geometry / visualize), which took the overhead from 11.5 ms
-  (22.9 ms with colour) to the figures above.
+depth and camera_info) is **{plain['glue']:.2f} ms**. Two library steps, timed again on their
+own in the same run, make up most of the rest: the anti-aliased resize of the 1600×900 image
+inside `DepthPipeline` preprocessing (`InputTransform.apply_to_image`: pyrDown + one bilinear
+warp, {plain['resize']:.2f} ms) and, only while `~/depth_color` has a subscriber,
+`visualize.colorize_depth` ({color['colorize']:.2f} ms). Target: ≤ 5 ms per frame, everything
+but the engine.
 
 sync = FrameAssembler add_radar + add_image + take; decode = Image → RGB view, PointCloud2 →
 points/features, extrinsics; preprocess = resize + crop, K, radar map; postprocess = NaN masking;
-publish = `~/depth` 32FC1 + `~/camera_info` (+ `~/depth_color` rgb8).
+publish = building `~/depth` 32FC1 + `~/camera_info` (+ `~/depth_color` rgb8) and `publish()`.
 """
 
 
@@ -247,6 +252,8 @@ def main() -> int:
     parser.add_argument('--providers', nargs='+', default=None,
                         help="execution providers for the node (default: the node's own list)")
     parser.add_argument('--write-docs', action='store_true')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='also write the medians to this JSON (docs/bench/...)')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or export_model(Path(folder), args.height, args.width)
@@ -254,8 +261,14 @@ def main() -> int:
 
         meta = read_metadata(model)
         results, provider = run(model, args.frames, args.intra_op_threads, args.providers)
-        section = report(results, model, (meta.input_height, meta.input_width), args.frames,
-                         args.intra_op_threads, provider)
+        summary = summarize(results)
+        size = (meta.input_height, meta.input_width)
+        section = report(summary, model, size, args.frames, args.intra_op_threads, provider,
+                         args.out)
+    write_report(args.out, {
+        'command': 'bench/bench_node.py', 'model': model.name, 'height': size[0],
+        'width': size[1], 'frames': args.frames, 'intra_op_threads': args.intra_op_threads,
+        'provider': provider, 'medians_ms': summary})
     print(section)
     if args.write_docs:
         print(f'wrote {write_docs(section)}')

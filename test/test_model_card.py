@@ -38,6 +38,16 @@ def test_card_quotes_the_recorded_numbers(recorded):
         assert f"{recorded[split]['model']['mae_m']:.3f}" in card, split
 
 
+def test_card_file_size_and_latency_come_from_the_data(recorded):
+    """The size the card quotes is the file's, and its latency section is the one rendered from
+    model_card_metrics.json (refreshed by ``model_card --refresh-timing``), not prose."""
+    assert recorded['file_bytes'] == MODEL.stat().st_size
+    card = (ROOT / 'models' / 'MODEL_CARD.md').read_text()
+    assert model_card.file_text(recorded) in card
+    assert model_card.timing_markdown(recorded) in card
+    assert recorded['machine']['cpu'] and recorded['machine']['cpu_count'] >= 1
+
+
 def test_distilled_student_beats_direct_in_experiment():
     rows = json.loads((ROOT / 'docs' / 'experiments.json').read_text())
     assert {r['variant'] for r in rows} == {'direct', 'saliency_kd', 'distribution_kd', 'both_kd'}

@@ -7,15 +7,17 @@ It scores the model and two baselines (one constant = the split's median GT dept
 radar point in the image plane) with the scoring of ``evaluate-model`` (``train.scoring``: per
 image, 80 m cap, single-scan (LiDAR-like) GT) on: the synthetic test split, its first
 ``--small`` samples (re-checked by ``test/test_model_card.py``), and the bundled real nuScenes
-frames against their LiDAR. It also times ``Engine.run`` on this CPU.
+frames against their LiDAR. It also times ``Engine.run`` on this CPU and records the file size
+(:func:`timing`; ``--refresh-timing`` re-measures only those). ``--markdown`` renders what the
+card quotes.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -76,6 +78,46 @@ def latency_ms(engine: Any, sample: dict, runs: int = 30) -> dict[str, float]:
             'runs': runs}
 
 
+def timing(model: str | Path, sample: dict) -> dict[str, Any]:
+    """Engine latency with 1 and 2 intra-op threads, the file size and the machine (CPU model,
+    load): the card's data that change with the engine and the file, not with the weights."""
+    from xdrcdepth_ros.benchmark import machine_info
+    from xdrcdepth_ros.core.engine import Engine
+
+    out: dict[str, Any] = {}
+    for threads in (1, 2):
+        with Engine(model, providers=['cpu'], intra_op_threads=threads) as engine:
+            out[f'latency_cpu_{threads}_threads'] = latency_ms(engine, sample)
+    out['file_bytes'] = Path(model).stat().st_size
+    out['machine'] = {**machine_info(), 'platform': platform.platform()}
+    return out
+
+
+def file_text(results: dict) -> str:
+    """The card's file size, e.g. ``41.9 MB (41,930,627 bytes)``."""
+    size = int(results['file_bytes'])
+    return f'{size / 1e6:.1f} MB ({size:,} bytes)'
+
+
+def timing_markdown(results: dict) -> str:
+    """The card's latency paragraph and table, from ``model_card_metrics.json``."""
+    one, two = results['latency_cpu_1_threads'], results['latency_cpu_2_threads']
+    machine = results['machine']
+    height, width = results['input_size']
+    intro = (f'`Engine.run` (ONNX Runtime CPU provider, batch 1, {height}×{width}, preprocessing '
+             f'excluded), {one["runs"]} runs after warm-up, on {machine.get("cpu", "?")} '
+             f'({machine["cpu_count"]} logical CPUs, shared with other jobs; 1-minute load '
+             f'average {machine["load_average_1min"]:.1f} when measured), from '
+             '`model_card_metrics.json`:')
+    outro = (f'That is {1000 / one["median_ms"]:.1f} frames per second on one thread. '
+             '`xdrcdepth bench` measures the whole pipeline (docs/performance.md).')
+    return '\n'.join([
+        textwrap.fill(intro, 99), '', '| intra-op threads | median (ms) | p90 (ms) |',
+        '|---|---|---|', f'| 1 | {one["median_ms"]:.1f} | {one["p90_ms"]:.1f} |',
+        f'| 2 | {two["median_ms"]:.1f} | {two["p90_ms"]:.1f} |', '', textwrap.fill(outro, 99),
+        ''])
+
+
 def markdown(results: dict) -> str:
     """Markdown tables of a ``model_card_metrics.json`` (what MODEL_CARD.md quotes)."""
     names = {'model': 'XD-RCDepth student (this model)',
@@ -98,6 +140,7 @@ def markdown(results: dict) -> str:
                        f"{m['imae_per_km']:.2f} | {m['irmse_per_km']:.2f} | {m['abs_rel']:.3f} | "
                        f"{m['delta1']:.3f} |")
         out.append('')
+    out += ['**latency**', '', timing_markdown(results), f'**file**: {file_text(results)}', '']
     return '\n'.join(out)
 
 
@@ -111,28 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', default='models/model_card_metrics.json')
     parser.add_argument('--markdown', action='store_true',
                         help='only print the tables of an existing --out file')
+    parser.add_argument('--refresh-timing', action='store_true',
+                        help='re-measure only latency, file size and machine into --out '
+                             '(the scores stay: they depend on the weights, not the engine)')
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(Path(args.out).read_text())))
         return 0
     from xdrcdepth_ros.core.engine import Engine
 
+    if args.refresh_timing:
+        results = json.loads(Path(args.out).read_text())
+        sample = synthetic_samples(1, *results['input_size'], args.cache_dir, args.test_size)[0]
+        results.update(timing(args.model, sample))
+        Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
+        print(markdown(results))
+        return 0
+
     results: dict[str, Any] = {'model': Path(args.model).name}
-    for threads in (1, 2):
-        with Engine(args.model, providers=['cpu'], intra_op_threads=threads) as engine:
-            meta = engine.metadata
-            h, w = meta.input_height, meta.input_width
-            if threads == 1:
-                syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
-                results['synthetic_test'] = score_all(syn, engine)
-                results['synthetic_test_small'] = {
-                    'n_samples': args.small, **score_all(syn[:args.small], engine)}
-                results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w),
-                                                        engine)
-            results[f'latency_cpu_{threads}_threads'] = latency_ms(engine, syn[0])
+    with Engine(args.model, providers=['cpu'], intra_op_threads=1) as engine:
+        h, w = engine.metadata.input_height, engine.metadata.input_width
+        syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
+        results['synthetic_test'] = score_all(syn, engine)
+        results['synthetic_test_small'] = {
+            'n_samples': args.small, **score_all(syn[:args.small], engine)}
+        results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w), engine)
     results['input_size'] = [h, w]
-    results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
-                          'load_average_1min': os.getloadavg()[0]}
+    results.update(timing(args.model, syn[0]))
     Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
     print(json.dumps(results, indent=2))
     return 0
