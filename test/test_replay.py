@@ -11,7 +11,7 @@ import yaml
 from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
-from xdrcdepth_ros.core.frame_step import output_topic
+from xdrcdepth_ros.core.outputs import output_topic
 from xdrcdepth_ros.bag.nuscenes_source import static_cam_from_sensor
 from xdrcdepth_ros.bag.replay import replay_bag, resolve_params
 from xdrcdepth_ros.core.errors import BagError

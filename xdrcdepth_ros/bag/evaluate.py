@@ -21,7 +21,7 @@ import numpy as np
 
 from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.io import BagReader
-from xdrcdepth_ros.core.frame_step import output_topic
+from xdrcdepth_ros.core.outputs import output_topic
 from xdrcdepth_ros.bag.panels import image_in_depth_grid, render_panel
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.core.errors import BagError

@@ -18,7 +18,7 @@ import yaml
 
 from xdrcdepth_ros.bag.io import BagReader, BagWriter
 from xdrcdepth_ros.bag.replay import latency_summary
-from xdrcdepth_ros.core.frame_step import output_topic, OUTPUT_TYPES
+from xdrcdepth_ros.core.outputs import output_topic, OUTPUT_TYPES
 from xdrcdepth_ros.core.config import load_params_file, NodeConfig
 
 

@@ -35,9 +35,9 @@ from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.core.errors import BagError
 from xdrcdepth_ros.core.config import defaults, load_params_file, NodeConfig
-from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, MessageClasses, output_topic,
-                                           parameter_extrinsics, pipeline_from_config,
-                                           pipeline_key, SkipReason)
+from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, parameter_extrinsics,
+                                           pipeline_from_config, pipeline_key, SkipReason)
+from xdrcdepth_ros.core.outputs import MessageClasses, output_topic
 
 SCENES_KEY = 'xdrcdepth.scenes'
 

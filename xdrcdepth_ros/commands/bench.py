@@ -16,9 +16,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATAROOT = Path(__file__).resolve().parents[2] / 'test' / 'data' / 'nuscenes'
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
     parser = subparsers.add_parser(
@@ -37,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         'else 352)')
     parser.add_argument('--width', type=int, help='input width, px (default: the model\'s, '
                         'else 704)')
-    parser.add_argument('--dataroot', default=str(DEFAULT_DATAROOT),
+    parser.add_argument('--dataroot', default=None,
                         help='nuScenes folder with samples/ and tables (default: bundled frames)')
     parser.add_argument('--iterations', type=int, default=20, help='timed frames (default 20)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed frames first (default 2)')
@@ -64,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from xdrcdepth_ros.benchmark import BenchOptions, run_benchmark
 
     report = run_benchmark(BenchOptions(
-        model=args.model, height=args.height, width=args.width, dataroot=args.dataroot,
+        model=args.model, height=args.height, width=args.width,
+        **({'dataroot': args.dataroot} if args.dataroot else {}),
         iterations=args.iterations, warmup=args.warmup, threads=args.threads,
         no_spinning=args.no_spinning,
         providers=args.providers.split(',') if args.providers else None,

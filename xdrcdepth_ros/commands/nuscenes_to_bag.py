@@ -26,8 +26,6 @@ when you play with it.
 
 # Kept here (not imported from bag/) so that --help needs neither rosbags nor OpenCV.
 STORAGES = ('sqlite3', 'mcap')
-RADAR_CHANNELS = ('RADAR_FRONT', 'RADAR_FRONT_LEFT', 'RADAR_FRONT_RIGHT', 'RADAR_BACK_LEFT',
-                  'RADAR_BACK_RIGHT')
 
 
 CAMERA_CHANNELS = ('CAM_FRONT', 'CAM_FRONT_LEFT', 'CAM_FRONT_RIGHT', 'CAM_BACK', 'CAM_BACK_LEFT',
@@ -63,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--cameras', type=_cameras, default=['CAM_FRONT'], metavar='LIST',
                         help='comma-separated camera channels, or all (the six; one params '
                              'file each, for a multi-camera launch; default CAM_FRONT)')
-    parser.add_argument('--radars', type=_channels, default=list(RADAR_CHANNELS), metavar='LIST',
+    parser.add_argument('--radars', type=_channels, default=None, metavar='LIST',
                         help='comma-separated radar channels (default: all five)')
     parser.add_argument('--lidar', action=argparse.BooleanOptionalAction, default=True,
                         help='include LIDAR_TOP (needed by `xdrcdepth evaluate`; default on)')
@@ -75,11 +73,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert and print what was written; returns 0."""
-    from xdrcdepth_ros.bag.convert import convert_nuscenes
+    from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS
 
     summary = convert_nuscenes(
         args.dataroot, args.out, version=args.version, scenes=args.scene, cameras=args.cameras,
-        radars=args.radars, lidar=args.lidar, storage=args.storage, overwrite=args.overwrite,
+        radars=RADAR_CHANNELS if args.radars is None else args.radars, lidar=args.lidar,
+        storage=args.storage, overwrite=args.overwrite,
         progress=not args.no_progress)
     print(f'wrote {summary.storage.value} bag {summary.path} with scenes '
           f'{", ".join(summary.scenes)}')

@@ -1,8 +1,8 @@
 """The ``xdrcdepth`` ROS 2 node: camera + radar messages in, dense metric depth out.
 
-Thin on purpose: :mod:`xdrcdepth_ros.core.frame_step` pairs, caches and decodes the messages
-(``FrameBuilder``) and builds the output messages (``output_messages``), :class:`DepthPipeline`
-computes depth; offline replay runs the same code. This module wires them to rclpy.
+Thin on purpose: :class:`~xdrcdepth_ros.core.frame_step.FrameStep` pairs, caches and decodes the
+messages, runs the :class:`DepthPipeline` and builds the output messages; offline replay runs the
+same step. This module wires them to rclpy.
 Subscription callbacks only stamp and buffer the raw messages. One worker thread takes the newest
 complete frame, decodes it, runs inference (ONNX Runtime releases the GIL) and publishes, so a
 model slower than the camera drops frames (counted) instead of adding latency. An image that
@@ -40,9 +40,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 
 from xdrcdepth_ros.core.errors import XdrcDepthError
 from xdrcdepth_ros.core.geometry import transform_from_xyzw
-from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, MessageClasses, NODE_NAME,
-                                           parameter_extrinsics, pipeline_from_config, SkipReason,
-                                           StepOutput)
+from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, parameter_extrinsics,
+                                           pipeline_from_config, SkipReason, StepOutput)
+from xdrcdepth_ros.core.outputs import MessageClasses, NODE_NAME
 from xdrcdepth_ros.core.config import (check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType,
                                        transport_topic)
 from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
