@@ -303,3 +303,31 @@ def test_export_targets_record_the_passes_they_applied(tiny_model, unrewritten_t
     assert optimize_for_cpu(again).counts() == cpu.graph_passes
     assert _op_counts(again) == _op_counts(rewritten)
     assert _op_counts(onnx.load(unrewritten_tiny)) != _op_counts(rewritten)
+
+
+def test_an_unknown_export_target_is_refused_before_any_work(tmp_path):
+    """A typo in --target is one clear error naming the choices; nothing is written."""
+    from xdrcdepth_ros.export import export_random
+
+    with pytest.raises(ValueError, match=r"target must be one of \['cpu', 'gpu'\], got 'tpu'"):
+        export_random('xdrcdepth_tiny', tmp_path / 'm.onnx', height=96, width=192,
+                      target='tpu')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_written_before_targets_existed_stays_readable():
+    """The shipped model's JSON has no export_target / graph_passes: it reads as unrecorded;
+    a bad recorded target is a MetadataError naming it."""
+    import json
+    from pathlib import Path
+
+    from xdrcdepth_ros.core.errors import MetadataError
+    from xdrcdepth_ros.core.model_metadata import ModelMetadata
+
+    path = Path(__file__).resolve().parents[1] / 'models' / 'xdrcdepth_student.json'
+    data = json.loads(path.read_text())
+    assert 'export_target' not in data and 'graph_passes' not in data
+    meta = ModelMetadata.from_dict(data)
+    assert (meta.export_target, meta.graph_passes) == ('', {})
+    with pytest.raises(MetadataError, match="export_target must be one of.*got 'tpu'"):
+        ModelMetadata.from_dict({**data, 'export_target': 'tpu'})

@@ -159,8 +159,14 @@ def test_each_scene_runs_with_its_own_model_and_output_size(input_bag, tiny_mode
     assert {stamp >= starts['scene-0916'] for stamp in sizes} == {True, False}
 
 
+def _raw_by_stamp(bag: Path, topic: str) -> dict[int, bytes]:
+    with BagReader(bag) as reader:
+        return {m.stamp_ns: bytes(m.raw) for m in reader.messages([topic])}
+
+
 def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
-    """The real node, fed by the bag player over DDS, publishes the same depth as replay."""
+    """The real node, fed by the bag player over DDS, publishes the same messages as replay
+    writes, byte for byte (depth and camera_info: one frame step, two sinks)."""
     pytest.importorskip('rclpy', reason='needs rclpy (pip install -e .[ros])')
     from ros_helpers import Harness
 
@@ -184,7 +190,9 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
         node = harness.add(XdrcDepthNode(context=harness.context,
                                          cli_args=['--ros-args', '--params-file', str(params)]))
         recorder = TopicRecorder(harness.node, None,
-                                 {output_topic('depth'): 'sensor_msgs/msg/Image'}, keep_raw=True)
+                                 {output_topic('depth'): 'sensor_msgs/msg/Image',
+                                  output_topic('camera_info'): 'sensor_msgs/msg/CameraInfo'},
+                                 keep_raw=True)
         inputs = ['/CAM_FRONT/camera_info', '/CAM_FRONT/image_raw/compressed',
                   *(f'/{radar}' for radar in RADAR_CHANNELS)]
         player = BagPlayer(harness.node, bag, topics=inputs, rate=1.0)
@@ -193,8 +201,8 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
         stats = player.play(before_publish=pause_before_first(
             '/CAM_FRONT/image_raw/compressed', 0.3))
         assert stats.published['/CAM_FRONT/image_raw/compressed'] == 4
-        assert recorder.wait_for_count(output_topic('depth'), 4, timeout_s=30.0), \
-            node.diagnostics()[2]
+        for topic in (output_topic('depth'), output_topic('camera_info')):
+            assert recorder.wait_for_count(topic, 4, timeout_s=30.0), node.diagnostics()[2]
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import Image
 
@@ -203,9 +211,13 @@ def test_replay_matches_the_node_over_dds(nuscenes_root, tiny_model, tmp_path):
             msg = deserialize_message(raw, Image)
             received[conversions.stamp_to_ns(msg.header.stamp)] = np.array(
                 conversions.image_to_array(msg))
+        published = {topic: sorted(bytes(payload) for payload in recorder.raw[topic])
+                     for topic in (output_topic('depth'), output_topic('camera_info'))}
     assert sorted(received) == sorted(expected) == summary.stamps_ns
     for stamp, depth in expected.items():
         np.testing.assert_array_equal(received[stamp], depth)
+    for topic, payloads in published.items():
+        assert payloads == sorted(_raw_by_stamp(tmp_path / 'replayed', topic).values()), topic
 
 
 def _copy_without(source: Path, out: Path, skip: str) -> None:
