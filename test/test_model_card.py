@@ -84,3 +84,32 @@ def test_evaluate_model_command_on_bundled_frames(nuscenes_root, capsys):
     assert median['metrics']['80']['mae_m'] != radar['metrics']['80']['mae_m']
     assert main(['evaluate-model', '--checkpoint', '/nonexistent.pt', '--dataset', 'nuscenes',
                  '--root', str(nuscenes_root), '--height', '96', '--width', '192']) == 1
+
+
+def test_evaluate_model_and_the_card_score_alike(nuscenes_root, capsys):
+    """One scoring API: evaluate-model's baseline numbers are the model card's on the same
+    samples (both go through train.scoring)."""
+    from xdrcdepth_ros.cli import main
+    from xdrcdepth_ros.train import scoring
+
+    assert main(['evaluate-model', '--dataset', 'nuscenes', '--root', str(nuscenes_root),
+                 '--height', '96', '--width', '192', '--baseline', 'radar-nn', '--json']) == 0
+    command = json.loads(capsys.readouterr().out.strip().splitlines()[-1])['metrics']['80']
+    samples = scoring.load_samples(dataset='nuscenes', split='all', height=96, width=192,
+                                   root=str(nuscenes_root))
+    median = scoring.median_gt_depth(samples)
+    card = model_card.score(samples, scoring.baseline_predictor('radar-nn', median))
+    for key in ('mae_m', 'rmse_m', 'abs_rel', 'delta1'):
+        assert card[key] == pytest.approx(command[key], rel=1e-9), key
+
+
+def test_scoring_without_ground_truth_is_one_clear_error():
+    import numpy as np
+
+    from xdrcdepth_ros.train import scoring
+
+    empty = [{'gt_sparse': np.zeros((4, 4), np.float32)}]
+    with pytest.raises(ValueError, match='no valid gt_sparse pixel in 1 samples'):
+        scoring.median_gt_depth(empty)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        scoring.baseline_predictor('mean', 1.0)

@@ -221,7 +221,11 @@ def run_benchmark(options: BenchOptions) -> dict[str, Any]:
                     raise ValueError(f'{model_path} is {meta.input_height}x{meta.input_width}; '
                                      'exporting another size needs torch')
                 model_path, student_torch = _reexport(meta, tmp, height, width)
-                source = f're-exported at {height}x{width} from {options.model or shipped}'
+                origin = options.model or shipped
+                source = (f're-exported at {height}x{width} from the checkpoint of {origin}'
+                          if student_torch is None else
+                          f'random init of {meta.model_name} at {height}x{width} ({origin}\'s '
+                          'checkpoint is missing; random weights have the same speed)')
         else:
             if not torch_available:
                 raise ValueError('no model given and torch is missing to export one')
@@ -292,6 +296,8 @@ def _export_random(name: str, folder: Path, height: int, width: int) -> tuple[Pa
 
 
 def _reexport(meta: Any, folder: Path, height: int, width: int) -> tuple[Path, Any]:
+    """The model at another size: from its checkpoint (torch model None), else a random init
+    of the same variant (and that torch model)."""
     from xdrcdepth_ros.export import export_checkpoint
 
     if meta.checkpoint and Path(meta.checkpoint).is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-BASELINES = ('median', 'radar-nn')  # train.scoring.BASELINES (not imported: --help stays light)
+from xdrcdepth_ros.train.scoring import BASELINES, GT_KEYS  # numpy only at import
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--width', type=int, default=352, help='model input width (px)')
     parser.add_argument('--limit', type=int, default=0, help='evaluate only the first N samples')
     parser.add_argument('--cache-dir', default='', help='synthetic sample cache folder')
-    parser.add_argument('--gt', default='sparse', choices=('sparse', 'dense'),
+    parser.add_argument('--gt', default='sparse', choices=tuple(GT_KEYS),
                         help='ground truth to score against')
     parser.add_argument('--device', default='cpu', help='torch device for --checkpoint')
     parser.add_argument('--json', action='store_true', help='print the summary as JSON')
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from xdrcdepth_ros.train import scoring
 
     split = args.split or ('all' if args.dataset == 'nuscenes' else 'test')
-    gt_key = scoring.GT_KEYS[args.gt]
+    gt_key = GT_KEYS[args.gt]
     samples = scoring.load_samples(
         dataset=args.dataset, split=split, height=int(args.height), width=int(args.width),
         root=args.root, version=args.version, size=int(args.size), cache_dir=args.cache_dir,

@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from xdrcdepth_ros.core.evaluate import MetricAccumulator
-from xdrcdepth_ros.train import baselines
 
 Predict = Callable[[dict], np.ndarray]
 """Sample arrays -> (H, W) float32 depth, m."""
@@ -64,6 +63,8 @@ def baseline_predictor(name: str, median_m: float) -> Predict:
     Raises:
         ValueError: unknown name.
     """
+    from xdrcdepth_ros.train import baselines  # OpenCV: only once a baseline is scored
+
     if name == 'median':
         return lambda s: baselines.constant_depth(s['image'].shape[:2], median_m)
     if name == 'radar-nn':
