@@ -326,3 +326,41 @@ def test_one_undecodable_message_is_skipped_and_counted(input_bag, tiny_model, t
                          passthrough=False, progress=False)
     assert summary.drops == {'skipped_bad_message /RADAR_FRONT': 1}
     assert summary.frames_out == 8
+
+
+def test_frame_step_reports_a_failing_frame_once_and_goes_on(input_bag, tiny_model):
+    """The step shared by node and replay: a pipeline that raises on one frame costs that frame
+    only (counted as skipped_processing_error with the exception), the next one comes out."""
+    from xdrcdepth_ros.core.engine import Engine
+    from xdrcdepth_ros.core.frame_step import FrameStep, SkipReason
+    from xdrcdepth_ros.core.outputs import MessageClasses
+    from xdrcdepth_ros.core.pipeline import DepthPipeline
+
+    class FailsOnce(DepthPipeline):
+        failed = False
+
+        def run(self, frame):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError('boom')
+            return super().run(frame)
+
+    config = resolve_params(input_bag)[0].config
+    reports = []
+    with BagReader(input_bag) as reader:
+        classes = MessageClasses.from_typestore(reader.store)
+        step = FrameStep(config, FailsOnce(Engine(tiny_model, providers=['cpu'])), classes,
+                         lambda *args: None, report=lambda *report: reports.append(report))
+        step.frames.add_camera_info(reader.deserialize(
+            next(reader.messages([config.camera_info_topic]))))
+        images = reader.messages([config.subscribed_image_topic])
+        outputs = []
+        for message in (next(images), next(images)):
+            step.frames.add_image(reader.deserialize(message), message.stamp_ns)
+            synced = step.frames.take(message.stamp_ns + config.sync_config().wait_ns)
+            outputs.append(step.run(synced))
+    assert outputs[0] is None and outputs[1] is not None
+    assert [(reason, 'RuntimeError: boom' in text) for reason, text in reports] == [
+        (SkipReason.PROCESSING_ERROR, True)]
+    assert [suffix for suffix, _ in outputs[1].messages][:2] == ['depth', 'camera_info']
+    assert {'decode', 'engine', 'outputs', 'total'} <= set(outputs[1].timings_ms)
