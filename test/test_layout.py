@@ -5,7 +5,7 @@
 - rclpy is imported only in ``ros/`` and in ``bag/`` (the DDS player/recorder of the demo).
 - torch is imported only in ``model/``, ``train/``, ``data/``, ``export.py``, ``benchmark.py``
   and the commands that need it (lazily, inside ``run``).
-- the core imports nothing from the layers above it.
+- the core imports nothing from the layers above it; only the CLI imports the commands.
 """
 from __future__ import annotations
 
@@ -84,6 +84,15 @@ def test_core_imports_nothing_above_it():
                  for path in sorted((PACKAGE / 'core').rglob('*.py'))
                  for name in sorted(_imports(path))
                  if name.startswith('xdrcdepth_ros') and not name.startswith(CORE_MAY_IMPORT)]
+    assert offenders == []
+
+
+def test_only_the_cli_imports_the_commands():
+    """commands/ is the top layer (argparse shims): library code never imports it (the demo once
+    built an argparse object to call `project`)."""
+    offenders = [f'{path.relative_to(ROOT)} imports {name}'
+                 for path in _python_files() if _layer(path) not in ('commands', 'cli')
+                 for name in sorted(_imports(path)) if name.startswith('xdrcdepth_ros.commands')]
     assert offenders == []
 
 
