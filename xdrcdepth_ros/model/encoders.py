@@ -90,6 +90,26 @@ class MobileNetV2Encoder(nn.Module):
             raise ValueError(f'{path} does not match MobileNetV2 (width 1.0, 1280 last '
                              f'channels): {err}') from err
 
+    def freeze_blocks(self, count: int) -> None:
+        """Stop training the first ``count`` of the 19 ``features`` blocks (weights and BN).
+
+        A trainer should also keep their BatchNorm layers in eval mode (``frozen_batchnorms``)
+        so that a frozen block stays exactly the block it was.
+        """
+        if not 0 <= count <= len(self.features):
+            raise ValueError(f'can freeze 0..{len(self.features)} blocks, got {count}')
+        for block in list(self.features)[:count]:
+            block.requires_grad_(False)
+
+    def frozen_batchnorms(self, *, all_layers: bool) -> list[nn.BatchNorm2d]:
+        """BatchNorm layers to keep in eval mode: all of them, or those of frozen blocks."""
+        norms = []
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and (
+                    all_layers or not module.weight.requires_grad):
+                norms.append(module)
+        return norms
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, in, H, W) → five maps (B, C_k, H/2^k, W/2^k), k = 1..5."""
         x = self.stem(x)

@@ -37,12 +37,23 @@ class DataConfig:
     num_workers: int = 0
 
 
+# Models whose two encoders are torchvision MobileNetV2 at width 1.0 (ImageNet weights fit).
+IMAGENET_MODELS = ('xdrcdepth', 'lircdepth')
+
+
 @dataclass
 class ModelConfig:
-    """The network to train: a ``create_model`` name plus keyword arguments."""
+    """The network to train: a ``create_model`` name, keyword arguments, encoder start.
+
+    ``pretrained`` is ``imagenet`` (torchvision's MobileNetV2 ImageNet file, found offline by
+    ``model.pretrained.resolve_weights``), ``none`` (random weights) or the path of that file.
+    """
 
     name: str = 'xdrcdepth'
     kwargs: dict = field(default_factory=dict)
+    pretrained: str = 'none'            # imagenet | none | path to mobilenet_v2-b0353104.pth
+    freeze_image_blocks: int = 0        # first N of the image encoder's 19 blocks not trained
+    encoder_bn_eval: bool = False       # encoders' BatchNorm keeps its (ImageNet) statistics
 
 
 @dataclass
@@ -50,6 +61,7 @@ class OptimConfig:
     """AdamW with per-step polynomial decay to ``end_lr_ratio * lr``."""
 
     lr: float = 5e-5
+    encoder_lr_ratio: float = 1.0       # encoder lr = lr * ratio (lower keeps ImageNet features)
     eps: float = 1e-2
     weight_decay_encoder: float = 1e-4
     weight_decay_decoder: float = 0.0
@@ -181,6 +193,21 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
+def model_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """``create_model`` kwargs for ``model``: its kwargs plus the resolved ImageNet file.
+
+    Raises:
+        PretrainedWeightsError: ``pretrained`` asks for a file that is missing or wrong.
+    """
+    kwargs = dict(model.kwargs)
+    if model.pretrained != 'none':
+        from xdrcdepth_ros.model.pretrained import resolve_weights
+
+        explicit = None if model.pretrained == 'imagenet' else model.pretrained
+        kwargs['pretrained_path'] = str(resolve_weights(explicit))
+    return kwargs
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML training config, apply overrides, check it."""
     path = Path(path)
@@ -209,8 +236,26 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(d, name)
         if value and (value % 32 or value > full):
             raise ValueError(f'data.{name} must be 0 or a multiple of 32 <= {full}, got {value}')
-    if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0:
-        raise ValueError('optim.lr, optim.steps and optim.batch_size must be > 0')
+    if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0 or o.encoder_lr_ratio < 0:
+        raise ValueError('optim.lr, optim.steps and optim.batch_size must be > 0, '
+                         'optim.encoder_lr_ratio >= 0')
+    m = cfg.model
+    if not isinstance(m.pretrained, str) or not m.pretrained:
+        raise ValueError(f'model.pretrained must be imagenet, none or a file path, got '
+                         f'{m.pretrained!r}')
+    if m.pretrained != 'none' and m.name not in IMAGENET_MODELS:
+        raise ValueError(f'model.pretrained {m.pretrained!r} needs MobileNetV2 width-1.0 '
+                         f'encoders ({", ".join(IMAGENET_MODELS)}), not {m.name!r}; '
+                         'use model.pretrained: none')
+    if 'pretrained_path' in m.kwargs:
+        raise ValueError('give ImageNet weights as model.pretrained, not model.kwargs.'
+                         'pretrained_path')
+    if (m.freeze_image_blocks or m.encoder_bn_eval) and m.name not in IMAGENET_MODELS:
+        raise ValueError('model.freeze_image_blocks and model.encoder_bn_eval need MobileNetV2 '
+                         f'encoders ({", ".join(IMAGENET_MODELS)}), not {m.name!r}')
+    if not 0 <= m.freeze_image_blocks <= 19:
+        raise ValueError(f'model.freeze_image_blocks must be 0..19 (MobileNetV2 blocks), got '
+                         f'{m.freeze_image_blocks}')
     if k.saliency_mode not in ('l1', 'cosine'):
         raise ValueError(f"kd.saliency_mode must be l1 or cosine, got {k.saliency_mode!r}")
     if k.bin_spacing not in ('uniform', 'sid'):

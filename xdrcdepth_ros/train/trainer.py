@@ -30,7 +30,7 @@ from tqdm import tqdm
 from xdrcdepth_ros.core.evaluate import MetricAccumulator
 from xdrcdepth_ros.train import losses
 from xdrcdepth_ros.train.batches import CropDataset, StepSampler, build_dataset
-from xdrcdepth_ros.train.config import TrainConfig, save_config
+from xdrcdepth_ros.train.config import ModelConfig, model_kwargs, TrainConfig, save_config
 from xdrcdepth_ros.train.distill import Distiller
 
 
@@ -68,13 +68,26 @@ def _init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 
 
 def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Encoder weights get ``weight_decay_encoder``, the rest ``weight_decay_decoder``."""
+    """Encoder weights get ``weight_decay_encoder`` and ``lr_scale = encoder_lr_ratio``, the
+    rest ``weight_decay_decoder`` and the full lr; frozen weights are left out."""
     enc, dec = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (enc if 'encoder' in name else dec).append(param)
-    return [{'params': enc, 'weight_decay': cfg.optim.weight_decay_encoder},
-            {'params': dec, 'weight_decay': cfg.optim.weight_decay_decoder}]
+    return [{'params': enc, 'weight_decay': cfg.optim.weight_decay_encoder,
+             'lr_scale': cfg.optim.encoder_lr_ratio},
+            {'params': dec, 'weight_decay': cfg.optim.weight_decay_decoder, 'lr_scale': 1.0}]
+
+
+def hold_encoders(model: torch.nn.Module, cfg: ModelConfig) -> list[torch.nn.Module]:
+    """Freeze the image encoder's first blocks as ``cfg`` says; return the encoder BatchNorm
+    layers that must stay in eval mode while training (all with ``encoder_bn_eval``, else
+    those of frozen blocks)."""
+    if not (cfg.freeze_image_blocks or cfg.encoder_bn_eval):
+        return []
+    model.image_encoder.freeze_blocks(cfg.freeze_image_blocks)
+    return [norm for encoder in (model.image_encoder, model.radar_encoder)
+            for norm in encoder.frozen_batchnorms(all_layers=cfg.encoder_bn_eval)]
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -129,7 +142,8 @@ class Trainer:
         self.best_mae = math.inf
         self.history: list[dict] = []
 
-        self.model = create_model(cfg.model.name, **cfg.model.kwargs).to(self.device)
+        self.model = create_model(cfg.model.name, **model_kwargs(cfg.model)).to(self.device)
+        self.held_norms = hold_encoders(self.model, cfg.model)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.optim.lr,
                                            eps=cfg.optim.eps)
         self.use_amp = cfg.optim.amp and self.device.type == 'cuda'
@@ -191,7 +205,7 @@ class Trainer:
         o = self.cfg.optim
         lr = poly_lr(self.step, o.steps, o.lr, o.poly_power, o.end_lr_ratio)
         for group in self.optimizer.param_groups:
-            group['lr'] = lr
+            group['lr'] = lr * group.get('lr_scale', 1.0)
         terms = self.loss_terms(batch)
         total = sum(terms.values())
         if not torch.isfinite(total):
@@ -241,7 +255,14 @@ class Trainer:
         """Paper metrics on the validation split (rank 0); returns the 80 m cap summary."""
         summary = evaluate_model(self.model, self.val_set, self.device,
                                  caps=(50.0, 70.0, self.cfg.run.val_max_depth))
+        self._train_mode()
         return {f'cap{int(c)}': v for c, v in summary.items()}
+
+    def _train_mode(self) -> None:
+        """Train mode, except the encoder BatchNorm layers ``hold_encoders`` chose."""
+        self.net.train()
+        for norm in self.held_norms:
+            norm.eval()
 
     def fit(self, until: int | None = None) -> dict:
         """Train to ``optim.steps`` (or stop early at step ``until``, e.g. to test resuming;
@@ -260,7 +281,7 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out_dir / 'config.yaml')
-        self.net.train()
+        self._train_mode()
         metrics: dict = {}
         start = time.perf_counter()
         bar = tqdm(total=cfg.optim.steps, initial=self.step, desc='train',
