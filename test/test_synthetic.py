@@ -10,6 +10,7 @@ from xdrcdepth_ros.data.augmentation import crop, hflip, jitter_colors
 from xdrcdepth_ros.data.cache import load_sample, save_sample
 from xdrcdepth_ros.data.synthetic import NUSCENES_LIKE_K, scene_seed
 from xdrcdepth_ros.data.synthetic_scene import Kind
+from xdrcdepth_ros.data.synthetic_sensors import GHOST_KIND
 
 H, W = 128, 256  # a small model size keeps the tests fast
 
@@ -40,7 +41,25 @@ def test_model_K_is_the_input_transform_of_the_camera_K(samples):
     for s in samples:
         transform = geometry.InputTransform.fit(1600, 900, W, H)
         np.testing.assert_allclose(s.K, transform.apply_to_K(s.meta['K_full']))
-        assert abs(s.meta['K_full'][0, 0] / NUSCENES_LIKE_K[0, 0] - 1) <= 0.01
+        assert abs(s.meta['K_full'][0, 0] / NUSCENES_LIKE_K[0, 0] - 1) <= 0.04
+
+
+def test_camera_is_randomised_around_nuscenes_cam_front():
+    """Focal length, principal point, pitch (as a cy shift) and height vary per scene, within
+    the ranges the generator documents, centred on nuScenes CAM_FRONT."""
+    from xdrcdepth_ros.data.synthetic import SceneGenerator
+    from xdrcdepth_ros.data.synthetic_scene import generate_scene
+
+    generator = SceneGenerator()
+    Ks = np.array([generator.camera_K(np.random.default_rng(seed)) for seed in range(200)])
+    fx, cx, cy = Ks[:, 0, 0], Ks[:, 0, 2], Ks[:, 1, 2]
+    assert np.all(np.abs(fx / NUSCENES_LIKE_K[0, 0] - 1) <= 0.04) and fx.std() > 15
+    assert np.all(np.abs(cx - 816.3) <= 15.0) and cx.std() > 5
+    pitch_px = fx.max() * np.tan(np.radians(1.5))
+    assert np.all(np.abs(cy - 480.0) <= 15.0 + pitch_px) and cy.std() > 10
+    assert abs(np.median(cy) - 480.0) < 6.0
+    heights = [generate_scene(np.random.default_rng(seed)).cam_height for seed in range(60)]
+    assert 1.35 <= min(heights) < 1.45 and 1.65 < max(heights) <= 1.75
 
 
 def test_radar_map_equals_geometry_radar_map_of_the_points(samples):
@@ -54,30 +73,42 @@ def test_radar_map_equals_geometry_radar_map_of_the_points(samples):
 
 
 def test_radar_has_no_elevation(samples):
-    """ARS408-like: z = 0 in the radar frame, so every return sits at the mount height."""
+    """ARS408-like: z = 0 in the radar frame, so every return sits at the mount height, which
+    is drawn per scene (0.45-0.8 m above the road)."""
+    mounts = []
     for s in samples:
         m = s.meta
         assert np.all(m['radar_points'][:, 2] == 0)
         cam = m['radar_points'] @ m['T_cam_from_radar'][:3, :3].T + m['T_cam_from_radar'][:3, 3]
-        np.testing.assert_allclose(cam[:, 1], m['cam_height'] - 0.5, atol=1e-5)
+        np.testing.assert_allclose(cam[:, 1], m['cam_height'] - m['radar_mount_height'],
+                                   atol=1e-5)
+        assert np.ptp(cam[:, 1]) < 1e-5  # no elevation spread at all
+        mounts.append(m['radar_mount_height'])
+    assert all(0.45 <= h <= 0.8 for h in mounts) and np.ptp(mounts) > 0.01
 
 
 def test_radar_density_and_rcs_are_ars408_like():
-    """~50-120 returns in the camera view on average; vehicles 5-20 dBsm, buildings stronger."""
-    counts, rcs_vehicle, rcs_building = [], [], []
-    for seed in range(12):
+    """A few tens of returns per sweep in the camera view (the bundled nuScenes frames have
+    45-81 radar pixels at 192x352); vehicles 5-20 dBsm, facades 3-20, the sweep's median near
+    the real frames' 0-7 dBsm; weaker multipath ghosts at about twice a vehicle's range."""
+    counts, rcs_vehicle, rcs_building, rcs_all, rcs_ghost = [], [], [], [], []
+    for seed in range(16):
         s = render_scene(seed, out_height=H, out_width=W)
         m = s.meta
         _, _, index = geometry.project_points(m['radar_points'], m['T_cam_from_radar'],
                                               m['K_full'], 1600, 900)
         counts.append(len(index))
-        kind = m['radar_kind']
-        rcs = m['radar_all_fields']['rcs']
+        kind = m['radar_kind'][index]
+        rcs = m['radar_all_fields']['rcs'][index]
+        rcs_all += rcs.tolist()
         rcs_vehicle += rcs[np.isin(kind, [Kind.CAR, Kind.TRUCK])].tolist()
         rcs_building += rcs[kind == Kind.BUILDING].tolist()
-    assert 40 <= np.mean(counts) <= 130, counts
+        rcs_ghost += rcs[kind == GHOST_KIND].tolist()
+    assert 20 <= np.mean(counts) <= 130 and min(counts) >= 5, counts
     assert 5 <= np.median(rcs_vehicle) <= 20
-    assert 10 <= np.median(rcs_building) <= 30
+    assert 3 <= np.median(rcs_building) <= 20
+    assert -2 <= np.median(rcs_all) <= 10
+    assert 3 <= len(rcs_ghost) and np.median(rcs_ghost) < np.median(rcs_vehicle) - 4
 
 
 def test_radar_velocities_raw_include_ego_motion_and_compensated_do_not():
@@ -140,7 +171,9 @@ def test_direct_and_resize_modes_agree(samples):
     np.testing.assert_array_equal(resized.radar, direct.radar)
     both = (direct.gt_dense > 0) & (resized.gt_dense > 0)
     close = np.abs(direct.gt_dense - resized.gt_dense) <= 0.02 * direct.gt_dense
-    assert close[both].mean() > 0.9
+    # Nearest-neighbour resampling differs at depth edges (~10 % of pixels in a busy street);
+    # a view misaligned by one row agrees on only ~50-65 %.
+    assert close[both].mean() > 0.85
     assert np.abs(direct.image.astype(int) - resized.image.astype(int)).mean() < 25
 
 
@@ -292,3 +325,43 @@ def test_torch_dataset_tensors_and_epoch_seeding(samples):
     assert any(not torch.equal(outputs[0], o) for o in outputs[1:])
     plain = TorchDataset(samples, augment=False)[0]
     assert torch.equal(plain['image'], t['image'])
+
+
+def test_zoom_crop_keeps_sparse_depths_exact_and_enlarges_the_view(samples):
+    """Scale augmentation: a 64x128 window enlarged to 80x160 keeps every radar and LiDAR
+    measurement's value (no interpolation), loses none, and the image is the window resized."""
+    from xdrcdepth_ros.data.augmentation import zoom_crop
+
+    s = samples[1]
+    image = s.image.transpose(2, 0, 1).astype(np.float32) / 255.0
+    window = (40, 50, 64, 128)
+    img, radar, sparse, dense = zoom_crop(image, s.radar, s.gt_sparse[None], s.gt_dense[None],
+                                          window, (80, 160))
+    assert img.shape == (3, 80, 160) and radar.shape == (4, 80, 160)
+    assert sparse.shape == dense.shape == (1, 80, 160)
+    src_sparse = s.gt_sparse[40:104, 50:178]
+    assert (sparse > 0).sum() == (src_sparse > 0).sum()
+    np.testing.assert_array_equal(np.sort(sparse[sparse > 0]), np.sort(src_sparse[src_sparse > 0]))
+    src_radar = s.radar[:, 40:104, 50:178]
+    assert (radar[0] > 0).sum() == (src_radar[0] > 0).sum() > 0
+    np.testing.assert_array_equal(np.sort(radar[1][radar[0] > 0]),
+                                  np.sort(src_radar[1][src_radar[0] > 0]))
+    # The window's centre pixel lands at the output's centre (the view is enlarged, not moved).
+    assert abs(img[:, 40, 80].mean() - image[:, 72, 114].mean()) < 0.15
+    with pytest.raises(ValueError, match='only enlarges'):
+        zoom_crop(image, s.radar, s.gt_sparse[None], s.gt_dense[None], window, (32, 64))
+
+
+def test_zoomed_training_crops_have_the_crop_size():
+    """CropDataset with zoom_max > 1 still yields crop-sized tensors, and differs from plain
+    crops for the same seed (the zoom is applied)."""
+    from xdrcdepth_ros.train.batches import CropDataset
+
+    base = [render_scene(seed, out_height=H, out_width=W) for seed in range(2)]
+    zoomed = CropDataset(base, (64, 128), zoom_max=1.5)[(0, 12345)]
+    plain = CropDataset(base, (64, 128))[(0, 12345)]
+    assert zoomed['image'].shape == plain['image'].shape == (3, 64, 128)
+    assert zoomed['radar'].shape == (4, 64, 128) and zoomed['gt_sparse'].shape == (1, 64, 128)
+    assert not np.array_equal(zoomed['image'].numpy(), plain['image'].numpy())
+    with pytest.raises(ValueError, match='zoom_max must be >= 1'):
+        CropDataset(base, (64, 128), zoom_max=0.5)

@@ -96,3 +96,57 @@ def augment(sample: Sample, rng: np.random.Generator, crop_hw: tuple[int, int] |
         out = dataclasses.replace(out, image=jitter_colors(out.image, gamma, brightness, colors))
     return out
 
+
+
+def scatter_sparse(values: np.ndarray, valid: np.ndarray, window: tuple[int, int, int, int],
+                   out_hw: tuple[int, int]) -> np.ndarray:
+    """Move the valid pixels of a window of sparse maps to their pixels in an enlarged view.
+
+    Sparse maps (radar, LiDAR GT) must not be interpolated: each valid pixel moves to the
+    output pixel that holds its centre, so depths stay exact and density falls as a longer lens
+    would make it fall.
+
+    Args:
+        values: (C, H, W) maps; all channels move with ``valid``.
+        valid: (H, W) bool, the pixels that hold a measurement.
+        window: (top, left, height, width) of the source window, pixels.
+        out_hw: (height, width) of the output, each >= the window's.
+    Returns:
+        (C, out_h, out_w) float32, 0 where nothing landed.
+    """
+    top, left, height, width = window
+    out_h, out_w = out_hw
+    if out_h < height or out_w < width:
+        raise ValueError(f'scatter_sparse only enlarges: window {height}x{width} -> '
+                         f'{out_h}x{out_w}')
+    rows, cols = np.nonzero(valid[top:top + height, left:left + width])
+    out = np.zeros((values.shape[0], out_h, out_w), np.float32)
+    new_rows = np.minimum(((rows + 0.5) * (out_h / height)).astype(np.int64), out_h - 1)
+    new_cols = np.minimum(((cols + 0.5) * (out_w / width)).astype(np.int64), out_w - 1)
+    out[:, new_rows, new_cols] = values[:, top + rows, left + cols]
+    return out
+
+
+def zoom_crop(image: np.ndarray, radar: np.ndarray, gt_sparse: np.ndarray,
+              gt_dense: np.ndarray, window: tuple[int, int, int, int],
+              out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cut ``window`` = (top, left, height, width) and enlarge it to ``out_hw`` (scale aug).
+
+    Enlarging is what a longer focal length does: depths are unchanged, the intrinsics scale
+    by ``out / window`` (a caller that keeps K scales fx, fy and the shifted cx, cy by it).
+    Inputs are channel-first: image (3, H, W) float, radar (C, H, W) with depth in channel 0,
+    gt_sparse and gt_dense (1, H, W) metres. The image is resized bilinearly, the dense depth
+    by nearest neighbour, the sparse maps by :func:`scatter_sparse`.
+    """
+    import cv2
+
+    top, left, height, width = window
+    out_h, out_w = out_hw
+    rows, cols = slice(top, top + height), slice(left, left + width)
+    img = cv2.resize(np.ascontiguousarray(image[:, rows, cols].transpose(1, 2, 0)),
+                     (out_w, out_h), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    dense = cv2.resize(np.ascontiguousarray(gt_dense[0, rows, cols]), (out_w, out_h),
+                       interpolation=cv2.INTER_NEAREST)[None]
+    radar_out = scatter_sparse(radar, radar[0] > 0, window, out_hw)
+    sparse_out = scatter_sparse(gt_sparse, gt_sparse[0] > 0, window, out_hw)
+    return img.astype(np.float32), radar_out, sparse_out, dense.astype(np.float32)

@@ -1,8 +1,14 @@
 """Seeded procedural driving scenes with exact depth, radar and LiDAR-like GT (numpy only).
 
 Each seed gives one street scene (:mod:`synthetic_scene`), rendered analytically
-(:mod:`synthetic_render`) from a nuScenes-like front camera (1600 x 900, fx ~ 1266 px, ~1.5 m high,
-pitch 0) with an ARS408-like radar and an HDL-32E-like LiDAR (:mod:`synthetic_sensors`).
+(:mod:`synthetic_render`) from a camera randomised around nuScenes CAM_FRONT (1600 x 900, fx ~
+1260 px, principal point near (816, 480), 1.35-1.75 m high, pitch within +-1.5 deg) with an
+ARS408-like radar and an HDL-32E-like LiDAR (:mod:`synthetic_sensors`).
+
+Pitch is applied as the principal-point shift it causes, ``cy += fy tan(pitch)``: the renderer
+needs an upright camera, and for |pitch| <= 1.5 deg the two differ by under 1.5 px at 1600 x 900
+except in the outer image rows (< 4 px). The scene, its depth and its sensors are then exactly
+those of the shifted camera.
 
 Two ways to reach a model input size (``out_width`` x ``out_height``):
 
@@ -51,7 +57,10 @@ class SceneGenerator:
             ``rcs, vx, vy, vx_comp, vy_comp`` (default raw rcs, vx, vy as in the paper).
         mode: ``'direct'`` or ``'resize'`` (see the module docstring).
         radar: radar model parameters.
-        focal_jitter: relative random change of the focal length per scene.
+        focal_jitter: relative random change of the focal length per scene (uniform).
+        principal_jitter_px: (cx, cy) half-ranges of a uniform principal-point shift, pixels at
+            the native size (nuScenes cars differ by ~12 px in cx and ~24 px in cy).
+        pitch_deg: half-range of a uniform camera pitch, degrees (see the module docstring).
         image_noise: standard deviation of additive pixel noise, in [0, 1] intensity units.
     """
 
@@ -60,7 +69,9 @@ class SceneGenerator:
     radar_fields: tuple[str, ...] = DEFAULT_RADAR_FIELDS
     mode: str = 'direct'
     radar: RadarModel = field(default_factory=RadarModel)
-    focal_jitter: float = 0.01
+    focal_jitter: float = 0.04
+    principal_jitter_px: tuple[float, float] = (15.0, 15.0)
+    pitch_deg: float = 1.5
     image_noise: float = 0.012
 
     def __post_init__(self) -> None:
@@ -75,13 +86,17 @@ class SceneGenerator:
                              f'{self.camera_width}x{self.camera_height}')
 
     def camera_K(self, rng: np.random.Generator) -> np.ndarray:
-        """(3, 3) camera intrinsics at the native size, focal jittered by ``rng``."""
+        """(3, 3) camera intrinsics at the native size: focal, principal point and pitch
+        (as a ``cy`` shift) drawn from ``rng`` around :data:`NUSCENES_LIKE_K`."""
         K = NUSCENES_LIKE_K.copy()
-        K[0] *= self.camera_width / 1600.0
-        K[1] *= self.camera_height / 900.0
+        K[0, 2] += rng.uniform(-1.0, 1.0) * self.principal_jitter_px[0]
+        K[1, 2] += rng.uniform(-1.0, 1.0) * self.principal_jitter_px[1] - 11.5  # centre 480
         jitter = 1.0 + rng.uniform(-self.focal_jitter, self.focal_jitter)
         K[0, 0] *= jitter
         K[1, 1] *= jitter
+        K[1, 2] += K[1, 1] * np.tan(np.radians(rng.uniform(-self.pitch_deg, self.pitch_deg)))
+        K[0] *= self.camera_width / 1600.0
+        K[1] *= self.camera_height / 900.0
         return K
 
     def __call__(self, seed: int, out_height: int | None = None,
@@ -116,7 +131,8 @@ class SceneGenerator:
                 _finish(rgb, scene.exposure, self.image_noise, image_rng))
             dense = resample_dense(depth, transform)
         radar_points, fields = simulate_radar(scene, radar_rng, self.radar)
-        T_cam_from_radar = self.radar.T_cam_from_radar(scene.cam_height)
+        mount_height = float(radar_rng.uniform(*self.radar.mount_height_m))
+        T_cam_from_radar = self.radar.T_cam_from_radar(scene.cam_height, mount_height)
         features = np.stack([fields[name] for name in self.radar_fields], 1) \
             if self.radar_fields else np.zeros((len(radar_points), 0), np.float32)
         radar = radar_map(radar_points, features, T_cam_from_radar, K, width, height)
@@ -128,7 +144,8 @@ class SceneGenerator:
             'radar_features': features, 'radar_kind': fields['kind'],
             'radar_all_fields': {name: fields[name] for name in RADAR_FIELD_NAMES},
             'lidar_points': lidar_points, 'ego_speed': scene.ego_speed,
-            'cam_height': scene.cam_height, 'z_end': scene.z_end,
+            'cam_height': scene.cam_height, 'radar_mount_height': mount_height,
+            'z_end': scene.z_end,
         }
         return Sample(image=image, radar=radar, gt_sparse=gt_sparse, gt_dense=dense, K=K,
                       meta=meta, radar_channels=('depth',) + tuple(self.radar_fields))
@@ -147,10 +164,19 @@ def _noise_pool() -> np.ndarray:
 
 def _finish(rgb: np.ndarray, exposure: float, noise: float,
             rng: np.random.Generator) -> np.ndarray:
-    """Exposure, a slight optical blur and sensor noise; returns (H, W, 3) uint8."""
+    """A camera's look, drawn per scene: optical blur, white balance, tone curve, vignetting,
+    exposure and sensor noise; returns (H, W, 3) uint8."""
     import cv2
 
-    out = cv2.GaussianBlur(rgb, (3, 3), 0.6)
+    out = cv2.GaussianBlur(rgb, (5, 5), float(rng.uniform(0.4, 1.2)))
+    out *= rng.uniform(0.9, 1.1, 3).astype(np.float32)  # white balance
+    np.clip(out, 0.0, None, out=out)
+    out **= np.float32(rng.uniform(0.8, 1.25))  # tone curve
+    height, width = out.shape[:2]
+    rows = (np.arange(height, dtype=np.float32) - height / 2) / (height / 2)
+    cols = (np.arange(width, dtype=np.float32) - width / 2) / (width / 2)
+    radius2 = rows[:, None] ** 2 * (height / width) ** 2 + cols[None, :] ** 2
+    out *= (1.0 - np.float32(rng.uniform(0.0, 0.35)) * radius2 / 2.0)[..., None]  # vignetting
     out *= np.float32(exposure * 255.0)
     if noise > 0:
         pool = _noise_pool()

@@ -309,7 +309,9 @@ def _draw_ground(r: Rasterizer, scene: Scene) -> None:
     if hit is not None:
         x, z = hit[2], hit[3]
         col = np.tile(scene.road_color, (len(x), 1)).astype(np.float32)
-        col *= (1 + 0.12 * _tex(x, z * 0.5, 5.0, 3))[:, None]
+        texture = np.float32(scene.extras.get('road_texture', 0.12))
+        col *= (1 + texture * _tex(x, z * 0.5, 5.0, 3)
+                + 0.5 * texture * _tex(x * 0.2, z * 0.05, 2.0, 9))[:, None]
         for line in scene.lane_lines:
             on = np.abs(x - line.x) < (0.08 if line.style != 'yellow' else 0.2)
             if line.style == 'dashed':
@@ -361,8 +363,13 @@ def render(scene: Scene, K: np.ndarray, width: int, height: int) -> tuple[np.nda
     if len(rows):
         up = np.clip(-r.dv[rows], 0.0, 0.6)[:, None] / 0.6
         gradient = scene.sky_horizon * (1 - up) + scene.sky_top * up
-        clouds = _tex(cols * 0.02, rows * 0.05, 40.0, 5)
-        r.rgb[rows, cols] = gradient * (1 + 0.08 * clouds[:, None])
+        # Clouds: large soft blobs blended towards white-grey by the scene's cloud cover.
+        cover = np.float32(scene.extras.get('cloud_cover', 0.0))
+        blobs = _tex(cols * 0.01, rows * 0.03, 40.0, 5) + 0.5 * _tex(cols * 0.04, rows * 0.1,
+                                                                     40.0, 13)
+        cloud = np.clip((blobs + cover - 0.6) * 2.0, 0.0, 1.0)[:, None] * cover
+        white = np.float32(0.9) - 0.25 * up * cover
+        r.rgb[rows, cols] = gradient * (1 - cloud) + white * cloud
     haze = scene.sky_horizon.astype(np.float32)
     rgb = r.rgb
     rgb -= haze

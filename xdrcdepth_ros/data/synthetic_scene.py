@@ -262,7 +262,7 @@ def generate_scene(rng: np.random.Generator) -> Scene:
     Returns:
         A :class:`Scene` in the camera optical frame (metres, m/s).
     """
-    cam_h = float(rng.uniform(1.45, 1.65))
+    cam_h = float(rng.uniform(1.35, 1.75))  # nuScenes CAM_FRONT ~1.51 m; other cars differ
     kerb_h = float(rng.uniform(0.10, 0.18))
     z_end = float(rng.uniform(55.0, 110.0))
     ego_speed = 0.0 if rng.random() < 0.2 else float(rng.uniform(3.0, 15.0))
@@ -300,7 +300,7 @@ def generate_scene(rng: np.random.Generator) -> Scene:
     overcast = rng.random() < 0.35
     sky_top = np.array([0.62, 0.64, 0.68]) if overcast else np.array([0.30, 0.50, 0.82])
     sky_horizon = np.array([0.80, 0.81, 0.83]) if overcast else np.array([0.74, 0.82, 0.92])
-    asphalt = rng.uniform(0.28, 0.45)
+    asphalt = rng.uniform(0.22, 0.5)
     return Scene(
         cam_height=cam_h, kerb_height=kerb_h, road_left=float(left), road_right=float(right),
         z_end=z_end, ego_speed=ego_speed, lane_lines=lines, boxes=boxes, sun=sun,
@@ -309,4 +309,6 @@ def generate_scene(rng: np.random.Generator) -> Scene:
         road_color=np.array([asphalt, asphalt, asphalt * rng.uniform(0.98, 1.06)]),
         sidewalk_color=np.full(3, rng.uniform(0.5, 0.68)) * rng.uniform(0.95, 1.05, 3),
         visibility_m=float(rng.uniform(120.0, 400.0) if overcast else rng.uniform(250.0, 700.0)),
-        exposure=float(rng.uniform(0.85, 1.15)))
+        exposure=float(rng.uniform(0.85, 1.15)),
+        extras={'cloud_cover': float(rng.uniform(0.0, 1.0)),
+                'road_texture': float(rng.uniform(0.06, 0.3))})

@@ -1,9 +1,12 @@
 """Radar (ARS408-like) and LiDAR (HDL-32E-like) models for the synthetic scenes (numpy only).
 
-Radar frame: x forward, y left, z up, mounted ``radar_forward_m`` ahead of and
-``cam_height - radar_height_m`` below the camera, axes aligned with the camera's. Like the
+Radar frame: x forward, y left, z up, mounted ``radar_forward_m`` ahead of the camera and
+``mount_height_m`` (drawn per scene) above the road, axes aligned with the camera's. Like the
 Continental ARS408 in nuScenes, returns carry no elevation (z = 0 in the radar frame), so they
-project at the mount height rather than on the surface that reflected them.
+project at the mount height rather than on the surface that reflected them. A sweep has object
+returns (a few per vehicle, occasional ones on poles, many on facades), weak kerb clutter, random
+false returns, multipath ghosts behind vehicles (same azimuth, about twice the range, weaker),
+misses that grow with range, and range / azimuth noise.
 
 Velocities follow the nuScenes PCD fields: ``vx, vy`` are the radial (Doppler) velocity decomposed
 along the line of sight *without* ego-motion compensation; ``vx_comp, vy_comp`` have the ego motion
@@ -18,6 +21,10 @@ import numpy as np
 
 from xdrcdepth_ros.data.synthetic_scene import Box, Kind, Scene, VEHICLE_KINDS
 
+#: ``kind`` of random clutter and of multipath ghost returns (no box made them).
+CLUTTER_KIND = -1
+GHOST_KIND = -2
+
 #: Per-point fields the synthetic radar produces (besides x, y, z).
 RADAR_FIELD_NAMES: tuple[str, ...] = ('rcs', 'vx', 'vy', 'vx_comp', 'vy_comp')
 
@@ -30,7 +37,7 @@ class RadarModel:
     """Parameters of the simulated radar (metres, degrees, dBsm, m/s)."""
 
     radar_forward_m: float = 1.9
-    radar_height_m: float = 0.5
+    mount_height_m: tuple[float, float] = (0.45, 0.8)
     near_fov_deg: float = 45.0
     near_range_m: float = 70.0
     far_fov_deg: float = 9.0
@@ -40,12 +47,14 @@ class RadarModel:
     velocity_sigma: float = 0.15
     miss_rate: tuple[float, float] = (0.05, 0.2)
     clutter_rate: tuple[float, float] = (20.0, 40.0)
+    ghost_probability: float = 0.08
 
-    def T_cam_from_radar(self, cam_height: float) -> np.ndarray:
-        """(4, 4) camera optical frame <- radar frame (x fwd, y left, z up)."""
+    def T_cam_from_radar(self, cam_height: float, mount_height: float) -> np.ndarray:
+        """(4, 4) camera optical frame <- radar frame (x fwd, y left, z up); both heights are
+        above the road, metres."""
         transform = np.eye(4)
         transform[:3, :3] = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]
-        transform[:3, 3] = [0.0, cam_height - self.radar_height_m, self.radar_forward_m]
+        transform[:3, 3] = [0.0, cam_height - mount_height, self.radar_forward_m]
         return transform
 
 
@@ -86,7 +95,7 @@ def _returns_on_box(box: Box, rng: np.random.Generator, origin_z: float,
         rcs = rng.normal(0.0, 3.0)
     elif box.kind in (Kind.BUILDING, Kind.BACKDROP):
         count = rng.poisson(lengths.sum() / 2.0)
-        rcs = rng.uniform(10.0, 26.0)
+        rcs = rng.uniform(2.0, 20.0)
     elif box.kind == Kind.WALL:
         count = rng.poisson(lengths.sum() / 10.0)
         rcs = rng.uniform(0.0, 12.0)
@@ -134,7 +143,7 @@ def simulate_radar(scene: Scene, rng: np.random.Generator,
     Returns:
         ``(points, fields)``: (N, 3) float32 x, y, z in the radar frame (z = 0, metres), and a
         dict of (N,) float32 arrays for :data:`RADAR_FIELD_NAMES` plus ``'kind'`` (int32 box
-        kind, -1 for clutter).
+        kind, :data:`CLUTTER_KIND` for clutter, :data:`GHOST_KIND` for multipath ghosts).
     """
     fwd = model.radar_forward_m
     xz, rcs, vel, kind, owner = [], [], [], [], []
@@ -156,7 +165,7 @@ def simulate_radar(scene: Scene, rng: np.random.Generator,
         xz.append(np.stack([np.full(n, kerb), rng.uniform(5.0, 60.0, n)], 1))
         rcs.append(rng.uniform(-8.0, 3.0, n))
         vel.append(np.zeros((n, 2)))
-        kind.append(np.full(n, -1))
+        kind.append(np.full(n, CLUTTER_KIND))
         owner.append(np.full(n, -1))
     xz_all = np.concatenate(xz) if xz else np.zeros((0, 2))
     rcs_all = np.concatenate(rcs) if rcs else np.zeros(0)
@@ -169,7 +178,18 @@ def simulate_radar(scene: Scene, rng: np.random.Generator,
     rel_left = -xz_all[:, 0]
     rng_true = np.hypot(rel_fwd, rel_left)
     az_true = np.arctan2(rel_left, rel_fwd)
-    miss = rng.random(len(xz_all)) < rng.uniform(*model.miss_rate) + 0.2 * rng_true / 100.0
+    # Multipath ghosts: a vehicle return bounced once more (road or another car) shows up on
+    # the same bearing at about twice the range, weaker, with the vehicle's velocity.
+    vehicle = np.isin(kind_all, [int(k) for k in VEHICLE_KINDS]) & ~hidden
+    ghost = vehicle & (rng.random(len(xz_all)) < model.ghost_probability)
+    n_ghost = int(ghost.sum())
+    rng_true = np.concatenate([rng_true, rng_true[ghost] * rng.uniform(1.8, 2.2, n_ghost)])
+    az_true = np.concatenate([az_true, az_true[ghost]])
+    rcs_all = np.concatenate([rcs_all, rcs_all[ghost] - rng.uniform(6.0, 12.0, n_ghost)])
+    vel_all = np.concatenate([vel_all, vel_all[ghost]])
+    kind_all = np.concatenate([kind_all, np.full(n_ghost, GHOST_KIND)])
+    hidden = np.concatenate([hidden, np.zeros(n_ghost, bool)])
+    miss = rng.random(len(rng_true)) < rng.uniform(*model.miss_rate) + 0.2 * rng_true / 100.0
     keep = ~hidden & ~miss
     # Random false returns anywhere in the near beam.
     n_clutter = rng.poisson(rng.uniform(*model.clutter_rate))
@@ -182,7 +202,7 @@ def simulate_radar(scene: Scene, rng: np.random.Generator,
     az_true = np.concatenate([az_true[keep], c_az])
     rcs_out = np.concatenate([rcs_all[keep], rng.uniform(-12.0, 4.0, n_clutter)])
     vel_cam = np.concatenate([vel_all[keep], c_vel])
-    kind_out = np.concatenate([kind_all[keep], np.full(n_clutter, -1)])
+    kind_out = np.concatenate([kind_all[keep], np.full(n_clutter, CLUTTER_KIND)])
     in_fov = (((np.abs(az_true) <= np.radians(model.near_fov_deg))
                & (rng_true <= model.near_range_m))
               | ((np.abs(az_true) <= np.radians(model.far_fov_deg))

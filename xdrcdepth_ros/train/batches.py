@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
+from xdrcdepth_ros.data.augmentation import zoom_crop
 from xdrcdepth_ros.train.config import DataConfig
 
 ARRAY_KEYS = ('image', 'radar', 'gt_sparse', 'gt_dense', 'K')
@@ -120,7 +121,9 @@ def _jitter_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class CropDataset(Dataset):
-    """Tensors for training/validation: random crop, horizontal flip and colour jitter.
+    """Tensors for training/validation: random crop (optionally zoomed: a window up to
+    ``zoom_max`` times smaller, enlarged to the crop size, see ``augmentation.zoom_crop``),
+    horizontal flip and colour jitter.
 
     Items are requested as ``(index, aug_seed)``. ``aug_seed < 0`` means no augmentation and no
     crop (validation). Output dict: image (3,h,w) float RGB in [0, 1], radar (C,h,w) raw,
@@ -130,12 +133,16 @@ class CropDataset(Dataset):
 
     def __init__(self, base: Sequence[Any], crop: tuple[int, int] | None,
                  augment: bool = True,
-                 radar_channels: Sequence[str] = ('depth', 'rcs', 'vx', 'vy')) -> None:
+                 radar_channels: Sequence[str] = ('depth', 'rcs', 'vx', 'vy'), *,
+                 zoom_max: float = 1.0) -> None:
         from xdrcdepth_ros.data.sample import LATERAL_VELOCITY_CHANNELS
 
+        if zoom_max < 1.0:
+            raise ValueError(f'zoom_max must be >= 1 (1 = no scale augmentation), got {zoom_max}')
         self.base = base
         self.crop = crop if crop and all(crop) else None
         self.augment = augment
+        self.zoom_max = float(zoom_max)
         self.lateral = [i for i, name in enumerate(radar_channels)
                         if name in LATERAL_VELOCITY_CHANNELS]
 
@@ -149,7 +156,15 @@ class CropDataset(Dataset):
         radar, gt_s, gt_d = arrays['radar'], arrays['gt_sparse'][None], arrays['gt_dense'][None]
         if seed >= 0:
             rng = np.random.default_rng(seed)
-            if self.crop is not None:
+            if self.crop is not None and self.zoom_max > 1.0 and self.augment:
+                h, w = self.crop
+                scale = rng.uniform(1.0, self.zoom_max)
+                wh, ww = max(1, round(h / scale)), max(1, round(w / scale))
+                top = int(rng.integers(0, image.shape[1] - wh + 1))
+                left = int(rng.integers(0, image.shape[2] - ww + 1))
+                image, radar, gt_s, gt_d = zoom_crop(image, radar, gt_s, gt_d,
+                                                     (top, left, wh, ww), (h, w))
+            elif self.crop is not None:
                 h, w = self.crop
                 top = int(rng.integers(0, image.shape[1] - h + 1))
                 left = int(rng.integers(0, image.shape[2] - w + 1))

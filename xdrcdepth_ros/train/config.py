@@ -33,7 +33,8 @@ class DataConfig:
     cache_dir: str = ''                 # synthetic: rendered-sample cache; nuscenes: prepared GT
     lidar_scans: int = 0                # nuscenes: LiDAR sweeps accumulated each side (gt_dense)
     densify: bool = False               # nuscenes: interpolate the accumulated gt_dense
-    augment: bool = True                # flip + colour jitter
+    augment: bool = True                # flip + colour jitter (+ zoom)
+    zoom_max: float = 1.0               # scale aug: crop windows up to this much smaller, enlarged
     num_workers: int = 0
 
 
@@ -236,6 +237,8 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(d, name)
         if value and (value % 32 or value > full):
             raise ValueError(f'data.{name} must be 0 or a multiple of 32 <= {full}, got {value}')
+    if d.zoom_max < 1.0:
+        raise ValueError(f'data.zoom_max must be >= 1 (1 = off), got {d.zoom_max}')
     if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0 or o.encoder_lr_ratio < 0:
         raise ValueError('optim.lr, optim.steps and optim.batch_size must be > 0, '
                          'optim.encoder_lr_ratio >= 0')

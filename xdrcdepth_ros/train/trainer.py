@@ -273,7 +273,8 @@ class Trainer:
         crop = (cfg.data.crop_height, cfg.data.crop_width)
         sampler = StepSampler(len(self.train_set), cfg.optim.batch_size, seed=cfg.run.seed,
                               rank=self.rank, world=self.world, start_step=self.step)
-        loader = DataLoader(CropDataset(self.train_set, crop, cfg.data.augment),
+        loader = DataLoader(CropDataset(self.train_set, crop, cfg.data.augment,
+                                        zoom_max=cfg.data.zoom_max),
                             batch_size=cfg.optim.batch_size, sampler=sampler,
                             num_workers=cfg.data.num_workers,
                             pin_memory=self.device.type == 'cuda')
