@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xdrcdepth_ros.train import model_card
@@ -26,16 +27,41 @@ def test_small_synthetic_split_reproduces_card(recorded):
         h, w = engine.metadata.input_height, engine.metadata.input_width
         # Rendered afresh (no cache): sample i depends only on (split, i, seed).
         samples = model_card.synthetic_samples(small['n_samples'], h, w)
-        again = model_card.score_all(samples, engine)
-    for key in ('model', 'baseline_constant_median', 'baseline_radar_nearest'):
+        profile = np.asarray(recorded['row_median_profile_m'], np.float32)
+        again = model_card.score_all(samples, engine, profile)
+    for key in ('model', 'baseline_constant_median', 'baseline_radar_nearest',
+                'baseline_row_median'):
         for metric in ('mae_m', 'rmse_m'):
             assert again[key][metric] == pytest.approx(small[key][metric], rel=1e-3), (key, metric)
 
 
-def test_card_quotes_the_recorded_numbers(recorded):
+def test_card_is_rendered_from_its_json(recorded):
+    """MODEL_CARD.md is exactly the template filled from model_card_metrics.json, so no number
+    in it can go stale; the file size it quotes is the shipped file's."""
+    template = (ROOT / 'models' / 'MODEL_CARD.template.md').read_text()
     card = (ROOT / 'models' / 'MODEL_CARD.md').read_text()
-    for split in ('synthetic_test', 'synthetic_test_small', 'nuscenes_bundled'):
-        assert f"{recorded[split]['model']['mae_m']:.3f}" in card, split
+    assert card == model_card.render_card(template, recorded), \
+        'MODEL_CARD.md is stale: python -m xdrcdepth_ros.train.model_card --render'
+    assert recorded['file_bytes'] == MODEL.stat().st_size
+    assert f"{recorded['nuscenes_bundled']['model']['mae_m']:.3f}" in card
+    with pytest.raises(KeyError, match='nope.mae_m'):
+        model_card.render_card('{{nope.mae_m:.3f}}', recorded)
+
+
+def test_row_median_baseline_by_hand():
+    """The row predictor is each row's median valid depth over the fitting maps; rows without
+    any depth take the nearest fitted row's value."""
+    from xdrcdepth_ros.train.baselines import fit_row_median, row_median_depth
+
+    a = np.array([[0, 0, 0], [4, 6, 0], [0, 9, 1]], np.float32)
+    b = np.array([[0, 0, 0], [8, 0, 0], [3, 0, 0]], np.float32)
+    profile = fit_row_median([a, b])
+    np.testing.assert_array_equal(profile, [6.0, 6.0, 3.0])
+    np.testing.assert_array_equal(row_median_depth(profile, (3, 2)), [[6, 6], [6, 6], [3, 3]])
+    with pytest.raises(ValueError, match='different heights'):
+        fit_row_median([a, b[:2]])
+    with pytest.raises(ValueError, match='no valid depth'):
+        fit_row_median([np.zeros((2, 2), np.float32)])
 
 
 def test_card_file_size_and_latency_come_from_the_data(recorded):

@@ -1,30 +1,36 @@
-r"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model (ONNX on CPU).
+r"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model, and render the card.
 
     .venv/bin/python -m xdrcdepth_ros.train.model_card models/xdrcdepth_student.onnx \
-        --cache-dir runs/cache --out models/model_card_metrics.json
+        --cache-dir runs/cache --demo-summary demo_output/summary.json \
+        --out models/model_card_metrics.json          # measure: writes the JSON
+    .venv/bin/python -m xdrcdepth_ros.train.model_card --render   # JSON -> MODEL_CARD.md
 
-It scores the model and two baselines (one constant = the split's median GT depth; nearest
-radar point in the image plane) with the scoring of ``evaluate-model`` (``train.scoring``: per
-image, 80 m cap, single-scan (LiDAR-like) GT) on: the synthetic test split, its first
-``--small`` samples (re-checked by ``test/test_model_card.py``), and the bundled real nuScenes
-frames against their LiDAR. It also times ``Engine.run`` on this CPU and records the file size
-(:func:`timing`; ``--refresh-timing`` re-measures only those). ``--markdown`` renders what the
-card quotes.
+Measuring scores the model and three trivial predictors (one constant = the split's median GT
+depth; nearest radar point in the image plane; per-image-row median depth fitted on the synthetic
+train split) with the same evaluator (``evaluate.MetricAccumulator``, per image, 80 m cap,
+single-scan (LiDAR-like) GT) on: the synthetic test split, its first ``--small`` samples
+(re-checked by ``test/test_model_card.py``), and the bundled real nuScenes frames against their
+LiDAR. It also times ``Engine.run`` on this CPU, records the file size and, with
+``--demo-summary``, the demo's scores through the node. Rendering fills the ``{{key.path:fmt}}``
+placeholders of ``models/MODEL_CARD.template.md`` from the JSON, so no number in the card is
+typed by hand.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
 import statistics
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xdrcdepth_ros.train import scoring
+from xdrcdepth_ros.core.evaluate import MetricAccumulator
+from xdrcdepth_ros.train import baselines
 from xdrcdepth_ros.train.batches import sample_arrays
 
 KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', 'n_images')
@@ -32,29 +38,46 @@ KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', '
 
 def score(samples: Sequence[dict], predict: Callable[[dict], np.ndarray],
           cap: float = 80.0) -> dict[str, float]:
-    """The card's metrics (:data:`KEYS`) at ``cap`` m against ``gt_sparse``."""
-    summary = scoring.score_samples(samples, predict, caps=(cap,))[cap]
+    """Per-image metrics at ``cap`` m against ``gt_sparse``, averaged over images."""
+    acc = MetricAccumulator(caps=(cap,))
+    for sample in samples:
+        acc.add(predict(sample), sample['gt_sparse'])
+    summary = acc.summary()[cap]
     return {k: float(summary[k]) for k in KEYS if k in summary}
 
 
-def score_all(samples: Sequence[dict], engine: Any) -> dict[str, dict[str, float]]:
-    """The model and both baselines on the same samples."""
-    median = scoring.median_gt_depth(samples)
-    return {
-        'model': score(samples, scoring.engine_predictor(engine)),
+def score_all(samples: Sequence[dict], engine: Any,
+              row_profile: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """The model and the trivial predictors on the same samples (the row median only when
+    its ``row_profile``, fitted on the synthetic train split, is given)."""
+    valid = np.concatenate([s['gt_sparse'][s['gt_sparse'] > 0] for s in samples])
+    median = float(np.median(valid))
+    results = {
+        'model': score(samples, lambda s: engine.run(s['image'], s['radar'])[0]),
         'baseline_constant_median': {
-            **score(samples, scoring.baseline_predictor('median', median)),
+            **score(samples, lambda s: baselines.constant_depth(s['image'].shape[:2], median)),
             'constant_m': median},
-        'baseline_radar_nearest': score(samples, scoring.baseline_predictor('radar-nn', median)),
+        'baseline_radar_nearest': score(
+            samples, lambda s: baselines.radar_nearest(s['radar'][0], median)),
     }
+    if row_profile is not None:
+        results['baseline_row_median'] = score(
+            samples, lambda s: baselines.row_median_depth(row_profile, s['image'].shape[:2]))
+    return results
 
 
 def synthetic_samples(count: int, height: int, width: int, cache_dir: str = '',
-                      test_size: int = 64) -> list[dict]:
-    """The first ``count`` samples of the synthetic test split (identical with or without the
-    cache: sample i depends only on split, i and the dataset seed)."""
-    return scoring.load_samples(dataset='synthetic', split='test', height=height, width=width,
-                                size=test_size, cache_dir=cache_dir, limit=count)
+                      test_size: int = 64, split: str = 'test') -> list[dict]:
+    """The first ``count`` samples of a synthetic split of ``test_size`` (train: train_size)
+    samples; identical with or without the cache (sample i depends only on split, i and the
+    dataset seed)."""
+    from xdrcdepth_ros.train.batches import build_dataset
+    from xdrcdepth_ros.train.config import DataConfig
+
+    cfg = DataConfig(height=height, width=width, test_size=test_size, train_size=test_size,
+                     cache_dir=cache_dir)
+    dataset = build_dataset(cfg, split)
+    return [sample_arrays(dataset[i]) for i in range(min(count, len(dataset)))]
 
 
 def nuscenes_samples(root: str, height: int, width: int) -> list[dict]:
@@ -78,61 +101,26 @@ def latency_ms(engine: Any, sample: dict, runs: int = 30) -> dict[str, float]:
             'runs': runs}
 
 
-def timing(model: str | Path, sample: dict) -> dict[str, Any]:
-    """Engine latency with 1 and 2 intra-op threads, the file size and the machine (CPU model,
-    load): the card's data that change with the engine and the file, not with the weights."""
-    from xdrcdepth_ros.benchmark import machine_info
-    from xdrcdepth_ros.core.engine import Engine
-
-    out: dict[str, Any] = {}
-    for threads in (1, 2):
-        with Engine(model, providers=['cpu'], intra_op_threads=threads) as engine:
-            out[f'latency_cpu_{threads}_threads'] = latency_ms(engine, sample)
-    out['file_bytes'] = Path(model).stat().st_size
-    out['machine'] = {**machine_info(), 'platform': platform.platform()}
-    return out
-
-
-def file_text(results: dict) -> str:
-    """The card's file size, e.g. ``41.9 MB (41,930,627 bytes)``."""
-    size = int(results['file_bytes'])
-    return f'{size / 1e6:.1f} MB ({size:,} bytes)'
-
-
-def timing_markdown(results: dict) -> str:
-    """The card's latency paragraph and table, from ``model_card_metrics.json``."""
-    one, two = results['latency_cpu_1_threads'], results['latency_cpu_2_threads']
-    machine = results['machine']
-    height, width = results['input_size']
-    intro = (f'`Engine.run` (ONNX Runtime CPU provider, batch 1, {height}×{width}, preprocessing '
-             f'excluded), {one["runs"]} runs after warm-up, on {machine.get("cpu", "?")} '
-             f'({machine["cpu_count"]} logical CPUs, shared with other jobs; 1-minute load '
-             f'average {machine["load_average_1min"]:.1f} when measured), from '
-             '`model_card_metrics.json`:')
-    outro = (f'That is {1000 / one["median_ms"]:.1f} frames per second on one thread. '
-             '`xdrcdepth bench` measures the whole pipeline (docs/performance.md).')
-    return '\n'.join([
-        textwrap.fill(intro, 99), '', '| intra-op threads | median (ms) | p90 (ms) |',
-        '|---|---|---|', f'| 1 | {one["median_ms"]:.1f} | {one["p90_ms"]:.1f} |',
-        f'| 2 | {two["median_ms"]:.1f} | {two["p90_ms"]:.1f} |', '', textwrap.fill(outro, 99),
-        ''])
+NAMES = {'model': 'XD-RCDepth student (this model)',
+         'baseline_constant_median': 'constant = median GT depth of the split',
+         'baseline_radar_nearest': 'nearest radar point (image plane)',
+         'baseline_row_median': 'per-row median depth (synthetic train split)'}
 
 
 def markdown(results: dict) -> str:
-    """Markdown tables of a ``model_card_metrics.json`` (what MODEL_CARD.md quotes)."""
-    names = {'model': 'XD-RCDepth student (this model)',
-             'baseline_constant_median': 'constant = median GT depth of the split',
-             'baseline_radar_nearest': 'nearest radar point (image plane)'}
+    """Markdown tables of a ``model_card_metrics.json`` (the card's metric tables)."""
     out = []
     for split, title in (('synthetic_test', 'synthetic test split'),
                          ('synthetic_test_small', 'synthetic test, first samples'),
-                         ('nuscenes_bundled', 'bundled real nuScenes frames vs LiDAR')):
+                         ('nuscenes_bundled', 'bundled real nuScenes frames vs LiDAR (test set)')):
         table = results[split]
         n = int(table['model']['n_images'])
         out += [f'**{title}** ({n} images, 80 m cap, per image then averaged)', '',
                 '| predictor | MAE (m) | RMSE (m) | iMAE (1/km) | iRMSE (1/km) | AbsRel | δ1 |',
                 '|---|---|---|---|---|---|---|']
-        for key, name in names.items():
+        for key, name in NAMES.items():
+            if key not in table:
+                continue
             m = table[key]
             if key == 'baseline_constant_median':
                 name += f" ({m['constant_m']:.2f} m)"
@@ -140,49 +128,163 @@ def markdown(results: dict) -> str:
                        f"{m['imae_per_km']:.2f} | {m['irmse_per_km']:.2f} | {m['abs_rel']:.3f} | "
                        f"{m['delta1']:.3f} |")
         out.append('')
-    out += ['**latency**', '', timing_markdown(results), f'**file**: {file_text(results)}', '']
     return '\n'.join(out)
 
 
+_PLACEHOLDER = re.compile(r'\{\{\s*([\w.]+)\s*(?::([^}]*))?\}\}')
+
+
+def lookup(results: dict, path: str) -> Any:
+    """``results['a']['b']`` for ``path = 'a.b'``; a missing key is a KeyError naming it."""
+    value: Any = results
+    for part in path.split('.'):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(f'the card asks for {path!r}, which the metrics JSON does not hold')
+        value = value[part]
+    return value
+
+
+def render_card(template: str, results: dict) -> str:
+    """Fill ``{{tables}}`` with :func:`markdown` and every ``{{key.path:fmt}}`` with the JSON
+    value formatted by ``format(value, fmt)`` (``,`` for thousands, ``.3f``...)."""
+    def fill(match: re.Match) -> str:
+        path, fmt = match.group(1), match.group(2) or ''
+        if path == 'tables':
+            return markdown(results).rstrip('\n')
+        if path == 'selection_table':
+            return selection_table(lookup(results, 'selection'))
+        return format(lookup(results, path), fmt.strip())
+
+    return _PLACEHOLDER.sub(fill, template)
+
+
+def demo_scores(summary_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The numbers of a ``make demo`` run (its ``summary.json``) the card quotes: 80 m cap."""
+    summary = json.loads(Path(summary_path).read_text())
+    at_80 = summary['metrics']['by_cap']['80']
+    return {'backend': summary['backend'], 'n_frames': summary['metrics']['n_frames'],
+            **{k: at_80[k] for k in ('mae_m', 'rmse_m', 'delta1', 'abs_rel') if k in at_80},
+            'wall_s': summary.get('wall_s')}
+
+
+def selection_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
+    """The candidate training runs the shipped settings were chosen among: for each run folder,
+    its settings (from ``config.yaml``) and its synthetic *validation* scores at 80 m (from
+    ``val_log.csv``): the last evaluation and the best one."""
+    import csv
+
+    import yaml
+
+    rows = []
+    for run in map(Path, run_dirs):
+        cfg = yaml.safe_load((run / 'config.yaml').read_text())
+        with (run / 'val_log.csv').open(newline='') as fh:
+            log = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(fh)]
+        if not log:
+            raise ValueError(f'{run}/val_log.csv has no validation rows')
+        best = min(log, key=lambda row: row['cap80/mae_m'])
+        rows.append({
+            'run': run.name, 'pretrained': cfg['model']['pretrained'],
+            'encoder_lr_ratio': cfg['optim']['encoder_lr_ratio'],
+            'encoder_bn_eval': cfg['model']['encoder_bn_eval'],
+            'zoom_max': cfg['data']['zoom_max'], 'lr': cfg['optim']['lr'],
+            'steps': cfg['optim']['steps'], 'last_step': int(log[-1]['step']),
+            'val_mae_m': log[-1]['cap80/mae_m'], 'val_rmse_m': log[-1]['cap80/rmse_m'],
+            'val_delta1': log[-1]['cap80/delta1'], 'best_step': int(best['step']),
+            'best_val_mae_m': best['cap80/mae_m']})
+    return rows
+
+
+def selection_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`selection_runs` rows."""
+    out = ['| run | init | lr | encoder lr × | encoder BN eval | zoom | steps | val MAE (m) | '
+           'val RMSE (m) | val δ1 | best val MAE (step) |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        out.append(f"| {r['run']} | {r['pretrained']} | {r['lr']:g} | {r['encoder_lr_ratio']:g} | "
+                   f"{'yes' if r['encoder_bn_eval'] else 'no'} | {r['zoom_max']:g} | "
+                   f"{r['last_step']} | {r['val_mae_m']:.3f} | {r['val_rmse_m']:.3f} | "
+                   f"{r['val_delta1']:.3f} | {r['best_val_mae_m']:.3f} ({r['best_step']}) |")
+    return '\n'.join(out)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / 'models' / 'MODEL_CARD.template.md'
+CARD = ROOT / 'models' / 'MODEL_CARD.md'
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every number of the card for ``args.model`` (see the module docstring)."""
+    from xdrcdepth_ros.core.engine import Engine
+
+    model = Path(args.model)
+    sidecar = json.loads(model.with_suffix('.json').read_text())
+    results: dict[str, Any] = {
+        'model': model.name, 'file_bytes': model.stat().st_size,
+        'file_mb': round(model.stat().st_size / 1e6, 1),
+        'parameter_count': sidecar.get('parameter_count'),
+        'checkpoint': sidecar.get('checkpoint'), 'model_name': sidecar.get('model_name')}
+    for threads in (1, 2):
+        with Engine(model, providers=['cpu'], intra_op_threads=threads) as engine:
+            meta = engine.metadata
+            h, w = meta.input_height, meta.input_width
+            if threads == 1:
+                train = synthetic_samples(args.train_size, h, w, args.cache_dir,
+                                          args.train_size, split='train')
+                profile = baselines.fit_row_median(s['gt_sparse'] for s in train)
+                results['row_median_profile_m'] = [round(float(v), 4) for v in profile]
+                profile = np.asarray(results['row_median_profile_m'], np.float32)
+                syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
+                results['synthetic_test'] = score_all(syn, engine, profile)
+                results['synthetic_test_small'] = {
+                    'n_samples': args.small, **score_all(syn[:args.small], engine, profile)}
+                results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w),
+                                                        engine, profile)
+            results[f'latency_cpu_{threads}_threads'] = latency_ms(engine, syn[0])
+    results['input_size'] = [h, w]
+    if args.demo_summary:
+        results['demo'] = demo_scores(args.demo_summary)
+    if args.selection:
+        results['selection'] = selection_runs(args.selection)
+    results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
+                          'load_average_1min': os.getloadavg()[0]}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Measure (``model`` given) or render (``--render``) the card; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('model', help='exported .onnx (with its .json)')
+    parser.add_argument('model', nargs='?', help='exported .onnx (with its .json) to measure')
     parser.add_argument('--cache-dir', default='runs/cache')
     parser.add_argument('--nuscenes', default='test/data/nuscenes')
     parser.add_argument('--test-size', type=int, default=64)
+    parser.add_argument('--train-size', type=int, default=512,
+                        help='synthetic train scenes the row-median predictor is fitted on')
     parser.add_argument('--small', type=int, default=8)
-    parser.add_argument('--out', default='models/model_card_metrics.json')
+    parser.add_argument('--demo-summary', default=None,
+                        help="summary.json of a 'make demo' run with this model")
+    parser.add_argument('--selection', nargs='*', default=[], metavar='RUN_DIR',
+                        help='training runs the settings were chosen among (synthetic val)')
+    parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
+    parser.add_argument('--render', action='store_true',
+                        help='render MODEL_CARD.md from the --out JSON and the template')
     parser.add_argument('--markdown', action='store_true',
                         help='only print the tables of an existing --out file')
-    parser.add_argument('--refresh-timing', action='store_true',
-                        help='re-measure only latency, file size and machine into --out '
-                             '(the scores stay: they depend on the weights, not the engine)')
     args = parser.parse_args(argv)
-    if args.markdown:
-        print(markdown(json.loads(Path(args.out).read_text())))
-        return 0
-    from xdrcdepth_ros.core.engine import Engine
-
-    if args.refresh_timing:
+    if args.render or args.markdown:
         results = json.loads(Path(args.out).read_text())
-        sample = synthetic_samples(1, *results['input_size'], args.cache_dir, args.test_size)[0]
-        results.update(timing(args.model, sample))
-        Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
-        print(markdown(results))
+        if args.markdown:
+            print(markdown(results))
+        else:
+            CARD.write_text(render_card(TEMPLATE.read_text(), results))
+            print(f'wrote {CARD}')
         return 0
-
-    results: dict[str, Any] = {'model': Path(args.model).name}
-    with Engine(args.model, providers=['cpu'], intra_op_threads=1) as engine:
-        h, w = engine.metadata.input_height, engine.metadata.input_width
-        syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
-        results['synthetic_test'] = score_all(syn, engine)
-        results['synthetic_test_small'] = {
-            'n_samples': args.small, **score_all(syn[:args.small], engine)}
-        results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w), engine)
-    results['input_size'] = [h, w]
-    results.update(timing(args.model, syn[0]))
+    if not args.model:
+        parser.error('give the .onnx model to measure, or --render')
+    results = measure(args)
     Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
-    print(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != 'row_median_profile_m'},
+                     indent=2))
     return 0
 
 
