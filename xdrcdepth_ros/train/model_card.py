@@ -135,12 +135,16 @@ _PLACEHOLDER = re.compile(r'\{\{\s*([\w.]+)\s*(?::([^}]*))?\}\}')
 
 
 def lookup(results: dict, path: str) -> Any:
-    """``results['a']['b']`` for ``path = 'a.b'``; a missing key is a KeyError naming it."""
+    """``results['a']['b']`` for ``path = 'a.b'`` (``'a.0'`` indexes a list); a missing key is
+    a KeyError naming it."""
     value: Any = results
     for part in path.split('.'):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
             raise KeyError(f'the card asks for {path!r}, which the metrics JSON does not hold')
-        value = value[part]
     return value
 
 
@@ -153,6 +157,8 @@ def render_card(template: str, results: dict) -> str:
             return markdown(results).rstrip('\n')
         if path == 'selection_table':
             return selection_table(lookup(results, 'selection'))
+        if path == 'selection_dirs':
+            return ' '.join(row['dir'] for row in lookup(results, 'selection'))
         return format(lookup(results, path), fmt.strip())
 
     return _PLACEHOLDER.sub(fill, template)
@@ -183,28 +189,32 @@ def selection_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str,
         if not log:
             raise ValueError(f'{run}/val_log.csv has no validation rows')
         best = min(log, key=lambda row: row['cap80/mae_m'])
+        done = run / 'metrics.json'
+        train_s = json.loads(done.read_text()).get('train_time_s') if done.is_file() else None
         rows.append({
-            'run': run.name, 'pretrained': cfg['model']['pretrained'],
+            'run': run.name, 'dir': str(run), 'pretrained': cfg['model']['pretrained'],
             'encoder_lr_ratio': cfg['optim']['encoder_lr_ratio'],
             'encoder_bn_eval': cfg['model']['encoder_bn_eval'],
-            'zoom_max': cfg['data']['zoom_max'], 'lr': cfg['optim']['lr'],
+            # Runs made before data.zoom_max existed had no zoom.
+            'zoom_max': cfg['data'].get('zoom_max', 1.0), 'lr': cfg['optim']['lr'],
             'steps': cfg['optim']['steps'], 'last_step': int(log[-1]['step']),
             'val_mae_m': log[-1]['cap80/mae_m'], 'val_rmse_m': log[-1]['cap80/rmse_m'],
             'val_delta1': log[-1]['cap80/delta1'], 'best_step': int(best['step']),
-            'best_val_mae_m': best['cap80/mae_m']})
+            'best_val_mae_m': best['cap80/mae_m'], 'train_time_s': train_s})
     return rows
 
 
 def selection_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of :func:`selection_runs` rows."""
     out = ['| run | init | lr | encoder lr × | encoder BN eval | zoom | steps | val MAE (m) | '
-           'val RMSE (m) | val δ1 | best val MAE (step) |',
-           '|---|---|---|---|---|---|---|---|---|---|---|']
+           'val RMSE (m) | val δ1 | best val MAE (step) | train time (min) |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         out.append(f"| {r['run']} | {r['pretrained']} | {r['lr']:g} | {r['encoder_lr_ratio']:g} | "
                    f"{'yes' if r['encoder_bn_eval'] else 'no'} | {r['zoom_max']:g} | "
                    f"{r['last_step']} | {r['val_mae_m']:.3f} | {r['val_rmse_m']:.3f} | "
-                   f"{r['val_delta1']:.3f} | {r['best_val_mae_m']:.3f} ({r['best_step']}) |")
+                   f"{r['val_delta1']:.3f} | {r['best_val_mae_m']:.3f} ({r['best_step']}) | "
+                   f"{'-' if r['train_time_s'] is None else format(r['train_time_s'] / 60, '.0f')} |")
     return '\n'.join(out)
 
 
