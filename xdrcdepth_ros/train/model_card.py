@@ -67,17 +67,29 @@ def score_all(samples: Sequence[dict], engine: Any,
 
 
 def synthetic_samples(count: int, height: int, width: int, cache_dir: str = '',
-                      test_size: int = 64, split: str = 'test') -> list[dict]:
-    """The first ``count`` samples of a synthetic split of ``test_size`` (train: train_size)
-    samples; identical with or without the cache (sample i depends only on split, i and the
-    dataset seed)."""
+                      test_size: int = 64) -> list[dict]:
+    """The first ``count`` samples of the synthetic test split (identical with or without the
+    cache: sample i depends only on split, i and the dataset seed)."""
+    dataset = _synthetic_split('test', test_size, height, width, cache_dir)
+    return [sample_arrays(dataset[i]) for i in range(min(count, len(dataset)))]
+
+
+def fit_row_median_on_train(train_size: int, height: int, width: int,
+                            cache_dir: str = '') -> np.ndarray:
+    """The row-median predictor's (height,) profile, m, fitted on the synthetic train split of
+    ``train_size`` scenes (the training runs' split and cache), one sample at a time."""
+    dataset = _synthetic_split('train', train_size, height, width, cache_dir)
+    return baselines.fit_row_median(sample_arrays(dataset[i])['gt_sparse']
+                                    for i in range(len(dataset)))
+
+
+def _synthetic_split(split: str, size: int, height: int, width: int, cache_dir: str) -> Any:
     from xdrcdepth_ros.train.batches import build_dataset
     from xdrcdepth_ros.train.config import DataConfig
 
-    cfg = DataConfig(height=height, width=width, test_size=test_size, train_size=test_size,
+    cfg = DataConfig(height=height, width=width, train_size=size, test_size=size,
                      cache_dir=cache_dir)
-    dataset = build_dataset(cfg, split)
-    return [sample_arrays(dataset[i]) for i in range(min(count, len(dataset)))]
+    return build_dataset(cfg, split)
 
 
 def nuscenes_samples(root: str, height: int, width: int) -> list[dict]:
@@ -210,11 +222,12 @@ def selection_table(rows: Sequence[dict[str, Any]]) -> str:
            'val RMSE (m) | val δ1 | best val MAE (step) | train time (min) |',
            '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
+        minutes = '-' if r['train_time_s'] is None else f"{r['train_time_s'] / 60:.0f}"
         out.append(f"| {r['run']} | {r['pretrained']} | {r['lr']:g} | {r['encoder_lr_ratio']:g} | "
                    f"{'yes' if r['encoder_bn_eval'] else 'no'} | {r['zoom_max']:g} | "
                    f"{r['last_step']} | {r['val_mae_m']:.3f} | {r['val_rmse_m']:.3f} | "
                    f"{r['val_delta1']:.3f} | {r['best_val_mae_m']:.3f} ({r['best_step']}) | "
-                   f"{'-' if r['train_time_s'] is None else format(r['train_time_s'] / 60, '.0f')} |")
+                   f'{minutes} |')
     return '\n'.join(out)
 
 
@@ -239,9 +252,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             meta = engine.metadata
             h, w = meta.input_height, meta.input_width
             if threads == 1:
-                train = synthetic_samples(args.train_size, h, w, args.cache_dir,
-                                          args.train_size, split='train')
-                profile = baselines.fit_row_median(s['gt_sparse'] for s in train)
+                profile = fit_row_median_on_train(args.train_size, h, w, args.cache_dir)
                 results['row_median_profile_m'] = [round(float(v), 4) for v in profile]
                 profile = np.asarray(results['row_median_profile_m'], np.float32)
                 syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
