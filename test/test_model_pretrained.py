@@ -88,5 +88,5 @@ def test_training_configs_start_students_from_imagenet():
     from xdrcdepth_ros.train.config import load_config
 
     root = Path(__file__).resolve().parents[1] / 'config'
-    for name in ('synthetic_student', 'synthetic_shipped', 'nuscenes_student', 'zju_student'):
+    for name in ('synthetic_student', 'synthetic_sim2real', 'nuscenes_student', 'zju_student'):
         assert load_config(root / f'train_{name}.yaml').model.pretrained == 'imagenet', name

@@ -161,16 +161,21 @@ def lookup(results: dict, path: str) -> Any:
 
 
 def render_card(template: str, results: dict) -> str:
-    """Fill ``{{tables}}`` with :func:`markdown` and every ``{{key.path:fmt}}`` with the JSON
-    value formatted by ``format(value, fmt)`` (``,`` for thousands, ``.3f``...)."""
+    """Fill every ``{{key.path:fmt}}`` with the JSON value formatted by ``format(value, fmt)``
+    (``,`` for thousands, ``.3f``...). Three leaf names render tables of the dict they sit in
+    (the whole JSON when alone, e.g. ``{{candidate.tables}}`` for a candidate's): ``tables``
+    (:func:`markdown`), ``selection_table`` and ``selection_dirs`` (its ``selection`` runs)."""
+    renderers = {
+        'tables': lambda d: markdown(d).rstrip('\n'),
+        'selection_table': lambda d: selection_table(lookup(d, 'selection')),
+        'selection_dirs': lambda d: ' '.join(row['dir'] for row in lookup(d, 'selection')),
+    }
+
     def fill(match: re.Match) -> str:
         path, fmt = match.group(1), match.group(2) or ''
-        if path == 'tables':
-            return markdown(results).rstrip('\n')
-        if path == 'selection_table':
-            return selection_table(lookup(results, 'selection'))
-        if path == 'selection_dirs':
-            return ' '.join(row['dir'] for row in lookup(results, 'selection'))
+        parent, _, leaf = path.rpartition('.')
+        if leaf in renderers:
+            return renderers[leaf](lookup(results, parent) if parent else results)
         return format(lookup(results, path), fmt.strip())
 
     return _PLACEHOLDER.sub(fill, template)
@@ -267,6 +272,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results['demo'] = demo_scores(args.demo_summary)
     if args.selection:
         results['selection'] = selection_runs(args.selection)
+    if args.candidate:
+        results['candidate'] = json.loads(Path(args.candidate).read_text())
     results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
                           'load_average_1min': os.getloadavg()[0]}
     return results
@@ -286,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="summary.json of a 'make demo' run with this model")
     parser.add_argument('--selection', nargs='*', default=[], metavar='RUN_DIR',
                         help='training runs the settings were chosen among (synthetic val)')
+    parser.add_argument('--candidate', default=None, metavar='JSON',
+                        help='metrics JSON of a candidate that was not shipped, kept in the card')
     parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
     parser.add_argument('--render', action='store_true',
                         help='render MODEL_CARD.md from the --out JSON and the template')
