@@ -336,6 +336,16 @@ def _draw_ground(r: Rasterizer, scene: Scene) -> None:
             r.paint(hit, np.float32(0.72 * _lambert(scene, normal)))
 
 
+def _cloud_blobs(du: np.ndarray, dv: np.ndarray, phase: tuple[float, ...]) -> np.ndarray:
+    """Smooth cloud density in about [-1, 1] at ray slopes (du, dv): three products of sines,
+    coarse to fine, with the scene's six phases (radians)."""
+    out = np.zeros(du.shape, np.float32)
+    for k, (fu, fv, weight) in enumerate(((5.0, 9.0, 0.55), (11.0, 19.0, 0.3), (23.0, 37.0, 0.15))):
+        out += np.float32(weight) * (np.sin(fu * du + phase[2 * k])
+                                     * np.sin(fv * dv + phase[2 * k + 1])).astype(np.float32)
+    return out * np.float32(1.6)
+
+
 def render(scene: Scene, K: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Render a scene.
 
@@ -363,11 +373,11 @@ def render(scene: Scene, K: np.ndarray, width: int, height: int) -> tuple[np.nda
     if len(rows):
         up = np.clip(-r.dv[rows], 0.0, 0.6)[:, None] / 0.6
         gradient = scene.sky_horizon * (1 - up) + scene.sky_top * up
-        # Clouds: large soft blobs blended towards white-grey by the scene's cloud cover.
+        # Clouds: soft blobs over the ray directions (so they look the same at any image size),
+        # blended towards white-grey by the scene's cloud cover.
         cover = np.float32(scene.extras.get('cloud_cover', 0.0))
-        blobs = _tex(cols * 0.01, rows * 0.03, 40.0, 5) + 0.5 * _tex(cols * 0.04, rows * 0.1,
-                                                                     40.0, 13)
-        cloud = np.clip((blobs + cover - 0.6) * 2.0, 0.0, 1.0)[:, None] * cover
+        blobs = _cloud_blobs(r.du[cols], r.dv[rows], scene.extras.get('cloud_phase', (0.0,) * 6))
+        cloud = np.clip((blobs + cover - 0.6) * 1.5, 0.0, 1.0)[:, None] * cover
         white = np.float32(0.9) - 0.25 * up * cover
         r.rgb[rows, cols] = gradient * (1 - cloud) + white * cloud
     haze = scene.sky_horizon.astype(np.float32)

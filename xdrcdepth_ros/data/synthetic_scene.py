@@ -311,4 +311,5 @@ def generate_scene(rng: np.random.Generator) -> Scene:
         visibility_m=float(rng.uniform(120.0, 400.0) if overcast else rng.uniform(250.0, 700.0)),
         exposure=float(rng.uniform(0.85, 1.15)),
         extras={'cloud_cover': float(rng.uniform(0.0, 1.0)),
+                'cloud_phase': tuple(float(v) for v in rng.uniform(0.0, 2 * np.pi, 6)),
                 'road_texture': float(rng.uniform(0.06, 0.3))})
