@@ -272,6 +272,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results['demo'] = demo_scores(args.demo_summary)
     if args.selection:
         results['selection'] = selection_runs(args.selection)
+    if args.ablation:
+        results['ablation'] = {'selection': selection_runs(args.ablation)}
     if args.candidate:
         results['candidate'] = json.loads(Path(args.candidate).read_text())
     results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
@@ -293,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="summary.json of a 'make demo' run with this model")
     parser.add_argument('--selection', nargs='*', default=[], metavar='RUN_DIR',
                         help='training runs the settings were chosen among (synthetic val)')
+    parser.add_argument('--ablation', nargs='*', default=[], metavar='RUN_DIR',
+                        help='training runs measured after the choice (synthetic val), shown apart')
     parser.add_argument('--candidate', default=None, metavar='JSON',
                         help='metrics JSON of a candidate that was not shipped, kept in the card')
     parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
