@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--selection', nargs='*', default=[], metavar='RUN_DIR',
                         help='training runs the settings were chosen among (synthetic val)')
     parser.add_argument('--ablation', nargs='*', default=[], metavar='RUN_DIR',
-                        help='training runs measured after the choice (synthetic val), shown apart')
+                        help='runs measured after the choice (synthetic val), shown apart')
     parser.add_argument('--candidate', default=None, metavar='JSON',
                         help='metrics JSON of a candidate that was not shipped, kept in the card')
     parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
