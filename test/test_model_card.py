@@ -121,3 +121,42 @@ def test_selection_rows_read_the_runs_validation_log(tmp_path):
         300, 5.5, 200, 5.0)
     assert row['train_time_s'] is None
     assert '| cand | imagenet |' in model_card.selection_table([row])
+
+
+def test_card_file_size_and_latency_come_from_the_data(recorded):
+    """The size the card quotes is the file's, and its latency section is the one rendered from
+    model_card_metrics.json (refreshed by ``model_card --refresh-timing``), not prose."""
+    assert recorded['file_bytes'] == MODEL.stat().st_size
+    card = (ROOT / 'models' / 'MODEL_CARD.md').read_text()
+    assert model_card.file_text(recorded) in card
+    assert model_card.timing_markdown(recorded) in card
+    assert recorded['machine']['cpu'] and recorded['machine']['cpu_count'] >= 1
+
+
+def test_evaluate_model_and_the_card_score_alike(nuscenes_root, capsys):
+    """One scoring API: evaluate-model's baseline numbers are the model card's on the same
+    samples (both go through train.scoring)."""
+    from xdrcdepth_ros.cli import main
+    from xdrcdepth_ros.train import scoring
+
+    assert main(['evaluate-model', '--dataset', 'nuscenes', '--root', str(nuscenes_root),
+                 '--height', '96', '--width', '192', '--baseline', 'radar-nn', '--json']) == 0
+    command = json.loads(capsys.readouterr().out.strip().splitlines()[-1])['metrics']['80']
+    samples = scoring.load_samples(dataset='nuscenes', split='all', height=96, width=192,
+                                   root=str(nuscenes_root))
+    median = scoring.median_gt_depth(samples)
+    card = model_card.score(samples, scoring.baseline_predictor('radar-nn', median))
+    for key in ('mae_m', 'rmse_m', 'abs_rel', 'delta1'):
+        assert card[key] == pytest.approx(command[key], rel=1e-9), key
+
+
+def test_scoring_without_ground_truth_is_one_clear_error():
+    import numpy as np
+
+    from xdrcdepth_ros.train import scoring
+
+    empty = [{'gt_sparse': np.zeros((4, 4), np.float32)}]
+    with pytest.raises(ValueError, match='no valid gt_sparse pixel in 1 samples'):
+        scoring.median_gt_depth(empty)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        scoring.baseline_predictor('mean', 1.0)

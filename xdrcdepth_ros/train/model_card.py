@@ -7,11 +7,12 @@ r"""Compute the numbers of ``models/MODEL_CARD.md`` for an exported model, and r
 
 Measuring scores the model and three trivial predictors (one constant = the split's median GT
 depth; nearest radar point in the image plane; per-image-row median depth fitted on the synthetic
-train split) with the same evaluator (``evaluate.MetricAccumulator``, per image, 80 m cap,
+train split) with the scoring of ``evaluate-model`` (``train.scoring``: per image, 80 m cap,
 single-scan (LiDAR-like) GT) on: the synthetic test split, its first ``--small`` samples
 (re-checked by ``test/test_model_card.py``), and the bundled real nuScenes frames against their
-LiDAR. It also times ``Engine.run`` on this CPU, records the file size and, with
-``--demo-summary``, the demo's scores through the node. Rendering fills the ``{{key.path:fmt}}``
+LiDAR. It also times ``Engine.run`` on this CPU and records the file size (:func:`timing`;
+``--refresh-timing`` re-measures only those) and, with ``--demo-summary``, the demo's scores
+through the node. Rendering fills the ``{{key.path:fmt}}``
 placeholders of ``models/MODEL_CARD.template.md`` from the JSON, so no number in the card is
 typed by hand.
 """
@@ -23,14 +24,14 @@ import os
 import platform
 import re
 import statistics
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xdrcdepth_ros.core.evaluate import MetricAccumulator
-from xdrcdepth_ros.train import baselines
+from xdrcdepth_ros.train import baselines, scoring
 from xdrcdepth_ros.train.batches import sample_arrays
 
 KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', 'n_images')
@@ -38,11 +39,8 @@ KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', '
 
 def score(samples: Sequence[dict], predict: Callable[[dict], np.ndarray],
           cap: float = 80.0) -> dict[str, float]:
-    """Per-image metrics at ``cap`` m against ``gt_sparse``, averaged over images."""
-    acc = MetricAccumulator(caps=(cap,))
-    for sample in samples:
-        acc.add(predict(sample), sample['gt_sparse'])
-    summary = acc.summary()[cap]
+    """The card's metrics (:data:`KEYS`) at ``cap`` m against ``gt_sparse``."""
+    summary = scoring.score_samples(samples, predict, caps=(cap,))[cap]
     return {k: float(summary[k]) for k in KEYS if k in summary}
 
 
@@ -50,15 +48,13 @@ def score_all(samples: Sequence[dict], engine: Any,
               row_profile: np.ndarray | None = None) -> dict[str, dict[str, float]]:
     """The model and the trivial predictors on the same samples (the row median only when
     its ``row_profile``, fitted on the synthetic train split, is given)."""
-    valid = np.concatenate([s['gt_sparse'][s['gt_sparse'] > 0] for s in samples])
-    median = float(np.median(valid))
+    median = scoring.median_gt_depth(samples)
     results = {
-        'model': score(samples, lambda s: engine.run(s['image'], s['radar'])[0]),
+        'model': score(samples, scoring.engine_predictor(engine)),
         'baseline_constant_median': {
-            **score(samples, lambda s: baselines.constant_depth(s['image'].shape[:2], median)),
+            **score(samples, scoring.baseline_predictor('median', median)),
             'constant_m': median},
-        'baseline_radar_nearest': score(
-            samples, lambda s: baselines.radar_nearest(s['radar'][0], median)),
+        'baseline_radar_nearest': score(samples, scoring.baseline_predictor('radar-nn', median)),
     }
     if row_profile is not None:
         results['baseline_row_median'] = score(
@@ -70,8 +66,8 @@ def synthetic_samples(count: int, height: int, width: int, cache_dir: str = '',
                       test_size: int = 64) -> list[dict]:
     """The first ``count`` samples of the synthetic test split (identical with or without the
     cache: sample i depends only on split, i and the dataset seed)."""
-    dataset = _synthetic_split('test', test_size, height, width, cache_dir)
-    return [sample_arrays(dataset[i]) for i in range(min(count, len(dataset)))]
+    return scoring.load_samples(dataset='synthetic', split='test', height=height, width=width,
+                                size=test_size, cache_dir=cache_dir, limit=count)
 
 
 def fit_row_median_on_train(train_size: int, height: int, width: int,
@@ -113,14 +109,54 @@ def latency_ms(engine: Any, sample: dict, runs: int = 30) -> dict[str, float]:
             'runs': runs}
 
 
+def timing(model: str | Path, sample: dict) -> dict[str, Any]:
+    """Engine latency with 1 and 2 intra-op threads, the file size and the machine (CPU model,
+    load): the card's data that change with the engine and the file, not with the weights."""
+    from xdrcdepth_ros.benchmark import machine_info
+    from xdrcdepth_ros.core.engine import Engine
+
+    out: dict[str, Any] = {}
+    for threads in (1, 2):
+        with Engine(model, providers=['cpu'], intra_op_threads=threads) as engine:
+            out[f'latency_cpu_{threads}_threads'] = latency_ms(engine, sample)
+    out['file_bytes'] = Path(model).stat().st_size
+    out['machine'] = {**machine_info(), 'platform': platform.platform()}
+    return out
+
+
+def file_text(results: dict) -> str:
+    """The card's file size, e.g. ``41.9 MB (41,930,627 bytes)``."""
+    size = int(results['file_bytes'])
+    return f'{size / 1e6:.1f} MB ({size:,} bytes)'
+
+
+def timing_markdown(results: dict) -> str:
+    """The card's latency paragraph and table, from ``model_card_metrics.json``."""
+    one, two = results['latency_cpu_1_threads'], results['latency_cpu_2_threads']
+    machine = results['machine']
+    height, width = results['input_size']
+    intro = (f'`Engine.run` (ONNX Runtime CPU provider, batch 1, {height}×{width}, preprocessing '
+             f'excluded), {one["runs"]} runs after warm-up, on {machine.get("cpu", "?")} '
+             f'({machine["cpu_count"]} logical CPUs, shared with other jobs; 1-minute load '
+             f'average {machine["load_average_1min"]:.1f} when measured), from '
+             '`model_card_metrics.json`:')
+    outro = (f'That is {1000 / one["median_ms"]:.1f} frames per second on one thread. '
+             '`xdrcdepth bench` measures the whole pipeline (docs/performance.md).')
+    return '\n'.join([
+        textwrap.fill(intro, 99), '', '| intra-op threads | median (ms) | p90 (ms) |',
+        '|---|---|---|', f'| 1 | {one["median_ms"]:.1f} | {one["p90_ms"]:.1f} |',
+        f'| 2 | {two["median_ms"]:.1f} | {two["p90_ms"]:.1f} |', '', textwrap.fill(outro, 99),
+        ''])
+
+
 NAMES = {'model': 'XD-RCDepth student (this model)',
          'baseline_constant_median': 'constant = median GT depth of the split',
          'baseline_radar_nearest': 'nearest radar point (image plane)',
          'baseline_row_median': 'per-row median depth (synthetic train split)'}
 
 
-def markdown(results: dict) -> str:
-    """Markdown tables of a ``model_card_metrics.json`` (the card's metric tables)."""
+def metric_tables(results: dict) -> str:
+    """The metric tables of a ``model_card_metrics.json`` (one per split)."""
     out = []
     for split, title in (('synthetic_test', 'synthetic test split'),
                          ('synthetic_test_small', 'synthetic test, first samples'),
@@ -141,6 +177,12 @@ def markdown(results: dict) -> str:
                        f"{m['delta1']:.3f} |")
         out.append('')
     return '\n'.join(out)
+
+
+def markdown(results: dict) -> str:
+    """What the card quotes from a ``model_card_metrics.json``: metric tables, latency, file."""
+    return '\n'.join([metric_tables(results), '**latency**', '', timing_markdown(results),
+                      f'**file**: {file_text(results)}', ''])
 
 
 _PLACEHOLDER = re.compile(r'\{\{\s*([\w.]+)\s*(?::([^}]*))?\}\}')
@@ -164,9 +206,12 @@ def render_card(template: str, results: dict) -> str:
     """Fill every ``{{key.path:fmt}}`` with the JSON value formatted by ``format(value, fmt)``
     (``,`` for thousands, ``.3f``...). Three leaf names render tables of the dict they sit in
     (the whole JSON when alone, e.g. ``{{candidate.tables}}`` for a candidate's): ``tables``
-    (:func:`markdown`), ``selection_table`` and ``selection_dirs`` (its ``selection`` runs)."""
+    (:func:`metric_tables`), ``latency`` (:func:`timing_markdown`), ``file`` (:func:`file_text`),
+    ``selection_table`` and ``selection_dirs`` (its ``selection`` runs)."""
     renderers = {
-        'tables': lambda d: markdown(d).rstrip('\n'),
+        'tables': lambda d: metric_tables(d).rstrip('\n'),
+        'latency': lambda d: timing_markdown(d).rstrip('\n'),
+        'file': file_text,
         'selection_table': lambda d: selection_table(lookup(d, 'selection')),
         'selection_dirs': lambda d: ' '.join(row['dir'] for row in lookup(d, 'selection')),
     }
@@ -248,26 +293,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     model = Path(args.model)
     sidecar = json.loads(model.with_suffix('.json').read_text())
     results: dict[str, Any] = {
-        'model': model.name, 'file_bytes': model.stat().st_size,
-        'file_mb': round(model.stat().st_size / 1e6, 1),
+        'model': model.name, 'file_mb': round(model.stat().st_size / 1e6, 1),
         'parameter_count': sidecar.get('parameter_count'),
         'checkpoint': sidecar.get('checkpoint'), 'model_name': sidecar.get('model_name')}
-    for threads in (1, 2):
-        with Engine(model, providers=['cpu'], intra_op_threads=threads) as engine:
-            meta = engine.metadata
-            h, w = meta.input_height, meta.input_width
-            if threads == 1:
-                profile = fit_row_median_on_train(args.train_size, h, w, args.cache_dir)
-                results['row_median_profile_m'] = [round(float(v), 4) for v in profile]
-                profile = np.asarray(results['row_median_profile_m'], np.float32)
-                syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
-                results['synthetic_test'] = score_all(syn, engine, profile)
-                results['synthetic_test_small'] = {
-                    'n_samples': args.small, **score_all(syn[:args.small], engine, profile)}
-                results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w),
-                                                        engine, profile)
-            results[f'latency_cpu_{threads}_threads'] = latency_ms(engine, syn[0])
+    with Engine(model, providers=['cpu'], intra_op_threads=1) as engine:
+        h, w = engine.metadata.input_height, engine.metadata.input_width
+        profile = fit_row_median_on_train(args.train_size, h, w, args.cache_dir)
+        results['row_median_profile_m'] = [round(float(v), 4) for v in profile]
+        profile = np.asarray(results['row_median_profile_m'], np.float32)
+        syn = synthetic_samples(args.test_size, h, w, args.cache_dir, args.test_size)
+        results['synthetic_test'] = score_all(syn, engine, profile)
+        results['synthetic_test_small'] = {
+            'n_samples': args.small, **score_all(syn[:args.small], engine, profile)}
+        results['nuscenes_bundled'] = score_all(nuscenes_samples(args.nuscenes, h, w), engine,
+                                                profile)
     results['input_size'] = [h, w]
+    results.update(timing(model, syn[0]))
     if args.demo_summary:
         results['demo'] = demo_scores(args.demo_summary)
     if args.selection:
@@ -276,8 +317,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results['ablation'] = {'selection': selection_runs(args.ablation)}
     if args.candidate:
         results['candidate'] = json.loads(Path(args.candidate).read_text())
-    results['machine'] = {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
-                          'load_average_1min': os.getloadavg()[0]}
     return results
 
 
@@ -304,7 +343,19 @@ def main(argv: list[str] | None = None) -> int:
                         help='render MODEL_CARD.md from the --out JSON and the template')
     parser.add_argument('--markdown', action='store_true',
                         help='only print the tables of an existing --out file')
+    parser.add_argument('--refresh-timing', action='store_true',
+                        help='re-measure only latency, file size and machine into --out '
+                             '(the scores stay: they depend on the weights, not the engine)')
     args = parser.parse_args(argv)
+    if args.refresh_timing:
+        if not args.model:
+            parser.error('--refresh-timing needs the .onnx model')
+        results = json.loads(Path(args.out).read_text())
+        sample = synthetic_samples(1, *results['input_size'], args.cache_dir, args.test_size)[0]
+        results.update(timing(args.model, sample))
+        Path(args.out).write_text(json.dumps(results, indent=2) + '\n')
+        print(markdown(results))
+        return 0
     if args.render or args.markdown:
         results = json.loads(Path(args.out).read_text())
         if args.markdown:
