@@ -162,7 +162,7 @@ def test_rclpy_builders_pass_humble_style_field_checks(monkeypatch):
     image = conv.make_image(sensor_msgs.Image, flavour.header(), random_pixels('mono16'),
                             'mono16')
     assert image._check_fields
-    model = conv.CameraModel.from_K(np.diag([500.0, 500.0, 1.0]), 64, 48)
+    model = conv.CameraModel.from_K(np.array([[500.0, 0, 32], [0, 500.0, 24], [0, 0, 1]]), 64, 48)
     info = conv.make_camera_info(sensor_msgs.CameraInfo, flavour.header(), model)
     assert conv.camera_info_to_model(info).width == 64
     cloud = conv.make_pointcloud2(sensor_msgs.PointCloud2, sensor_msgs.PointField,
@@ -326,7 +326,8 @@ def test_camera_info_round_trip(flavour):
 
 def test_camera_info_rosbags_serializes():
     flavour = Flavour('rosbags')
-    model = conv.CameraModel.from_K(np.diag([300.0, 310.0, 1.0]), 640, 480)
+    model = conv.CameraModel.from_K(np.array([[300.0, 0, 320], [0, 310.0, 240], [0, 0, 1]]),
+                                    640, 480)
     msg = conv.make_camera_info(flavour.CameraInfo, flavour.header(), model,
                                 flavour.RegionOfInterest)
     raw = TYPESTORE.serialize_cdr(msg, 'sensor_msgs/msg/CameraInfo')
@@ -336,7 +337,8 @@ def test_camera_info_rosbags_serializes():
 
 def test_camera_info_rosbags_without_roi_class_says_so():
     flavour = Flavour('rosbags')
-    model = conv.CameraModel.from_K(np.diag([300.0, 310.0, 1.0]), 640, 480)
+    model = conv.CameraModel.from_K(np.array([[300.0, 0, 320], [0, 310.0, 240], [0, 0, 1]]),
+                                    640, 480)
     with pytest.raises(ConversionError, match='need roi_cls'):
         conv.make_camera_info(flavour.CameraInfo, flavour.header(), model)
 
@@ -563,7 +565,8 @@ def test_radar_from_nuscenes_cloud(keyframes):
     np.testing.assert_array_equal(compensated[:, 2], radar['vy_comp'])
 
 
-def test_radar_drops_non_finite_xyz_and_zeroes_bad_features():
+def test_radar_drops_non_finite_xyz_and_non_finite_features():
+    """A NaN RCS or velocity is no measurement: the point goes, as one with a NaN x does."""
     cloud = np.zeros(4, [('x', 'f4'), ('y', 'f4'), ('z', 'f4'), ('rcs', 'i1'),
                          ('vx_comp', 'f4'), ('vy_comp', 'f8')])
     cloud['x'] = [1, np.nan, 3, np.inf]
@@ -571,8 +574,10 @@ def test_radar_drops_non_finite_xyz_and_zeroes_bad_features():
     cloud['vx_comp'] = [np.nan, 1, 2, 3]
     points, features = conv.radar_from_cloud(cloud, conv.RadarFieldMap(('rcs', 'vx_comp',
                                                                         'vy_comp')))
-    np.testing.assert_array_equal(points[:, 0], [1, 3])
-    np.testing.assert_array_equal(features, [[-5, 0, 0], [7, 2, 0]])
+    np.testing.assert_array_equal(points[:, 0], [3])
+    np.testing.assert_array_equal(features, [[7, 2, 0]])
+    assert conv.radar_point_drops(cloud, conv.RadarFieldMap(('rcs', 'vx_comp', 'vy_comp'))) == {
+        conv.RadarPointDrop.NONFINITE: 2, conv.RadarPointDrop.BAD_FEATURE: 1}
 
 
 def test_other_radar_field_names_and_missing_field_warns_once(caplog):

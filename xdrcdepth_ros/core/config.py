@@ -131,6 +131,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'true: skip a frame whose radar is missing, unreadable or has no transform; '
               'false: run it without that radar (degraded, counted in diagnostics)',
               read_only=False),
+    ParamSpec('radar_timeout_s', ParamType.DOUBLE, 1.0,
+              'a radar topic silent (receive time) for longer than this (s) turns /diagnostics '
+              'to WARN, naming the topic', minimum=0.05, maximum=60.0),
+    ParamSpec('max_radar_points', ParamType.INTEGER, 50_000,
+              'radar sweeps with more points are not used (warned, radar_unused_too_many_points);'
+              ' decoding one costs about 2.4 us per point', read_only=False, minimum=1,
+              maximum=100_000_000),
+    ParamSpec('max_image_pixels', ParamType.INTEGER, 16_777_216,
+              'images (raw, or compressed by their header) with more pixels are skipped undecoded'
+              ' (skipped_image_too_large)', read_only=False, minimum=1,
+              maximum=1_000_000_000),
+    ParamSpec('max_future_stamp_s', ParamType.DOUBLE, 1.0,
+              'images and radar sweeps stamped more than this (s) ahead of the node clock are '
+              'dropped (skipped_future_stamp); 0 = no check', read_only=False, minimum=0.0,
+              maximum=3600.0),
     ParamSpec('extrinsics_source', ParamType.STRING, 'tf',
               'tf: look up camera<-radar with tf2_ros at the radar stamp; parameters: use '
               'radar_extrinsics', choices=('tf', 'parameters')),
@@ -252,6 +267,10 @@ class NodeConfig:
     sync_max_age_s: float
     sync_buffer_size: int
     require_radar: bool
+    radar_timeout_s: float
+    max_radar_points: int
+    max_image_pixels: int
+    max_future_stamp_s: float
     extrinsics_source: str
     radar_extrinsics: tuple[float, ...]
     depth_encoding: str

@@ -38,6 +38,7 @@ from xdrcdepth_ros.core.config import engine_providers, NodeConfig, resolve_mode
 from xdrcdepth_ros.core.outputs import (JPEG_QUALITY, MessageClasses, NODE_NAME, output_camera,
                                         output_messages, output_topic, OUTPUT_SUFFIXES,
                                         OUTPUT_TYPES)
+from xdrcdepth_ros.core.input_health import GapCounter
 from xdrcdepth_ros.core.sync import FrameAssembler, SyncedFrame
 
 if TYPE_CHECKING:
@@ -49,8 +50,15 @@ __all__ = ['BuiltFrame', 'Count', 'Extrinsics', 'FrameBuilder', 'FrameStep', 'JP
            'parameter_extrinsics', 'PIPELINE_PARAMETERS', 'pipeline_from_config', 'pipeline_key',
            'radar_field_map', 'Report', 'SkipReason', 'StepOutput']
 
-NONFINITE_RADAR_POINTS = 'radar_points_nonfinite'
+NONFINITE_RADAR_POINTS = conversions.RadarPointDrop.NONFINITE.value
 """Counter of radar points dropped for a non-finite x, y or z (the sweep itself is used)."""
+FRAMES_WITHOUT_RADAR = 'frames_without_radar'
+"""Counter of frames built with radar topics configured but no usable sweep (degraded)."""
+INPUT_GAPS = 'input_gaps'
+"""Counter of image stamp steps longer than 1.5 median periods (frames lost in transport)."""
+JUMP_CONFIRMATIONS = 3
+"""Consecutive messages stamped a clock jump before the last output that make it a real jump
+(bag loop, restarted driver): frame matching restarts there; fewer are late messages."""
 
 
 class SkipReason(str, enum.Enum):
@@ -67,7 +75,14 @@ class SkipReason(str, enum.Enum):
     BAD_IMAGE = 'skipped_bad_image'
     """An image that does not decode (unsupported encoding, truncated data, bad JPEG)."""
     SIZE_MISMATCH = 'skipped_size_mismatch'
-    """An image whose size differs from its CameraInfo's."""
+    """An image whose size differs from its CameraInfo's (read before decoding)."""
+    IMAGE_TOO_LARGE = 'skipped_image_too_large'
+    """An image with more than ``max_image_pixels`` pixels (read before decoding)."""
+    LATE_STAMP = 'skipped_late_stamp'
+    """An image stamped before the last output frame (output stamps never go backwards), or
+    a message stamped a clock jump back that is not (yet) confirmed as one."""
+    FUTURE_STAMP = 'skipped_future_stamp'
+    """A message stamped more than ``max_future_stamp_s`` ahead of the node clock."""
     NO_USABLE_RADAR = 'skipped_no_usable_radar'
     """``require_radar`` is set and no sweep of the frame was usable."""
     PROCESSING_ERROR = 'skipped_processing_error'
@@ -76,6 +91,8 @@ class SkipReason(str, enum.Enum):
     """A sweep that does not decode or lacks a configured field; the frame runs without it."""
     RADAR_NO_TRANSFORM = 'radar_unused_no_transform'
     """No ``T_cam<-radar`` for a sweep; the frame runs without it."""
+    RADAR_TOO_MANY_POINTS = 'radar_unused_too_many_points'
+    """A sweep with more than ``max_radar_points`` points (not decoded)."""
 
 
 Report = Callable[[SkipReason, str], None]
@@ -161,6 +178,9 @@ class FrameBuilder:
         self._retired: Counter[str] = Counter()  # counters of assemblers replaced by reconfigure
         self.camera: conversions.CameraModel | None = None
         """The newest valid CameraInfo, or None before the first one."""
+        self._gaps = GapCounter()
+        self._last_out_ns: int | None = None  # stamp of the last frame handed out by take()
+        self._jump_votes = 0
 
     def reconfigure(self, config: NodeConfig) -> None:
         """Apply run-time parameter changes; a new sync config restarts the assembler."""
@@ -180,24 +200,71 @@ class FrameBuilder:
             return False
         return True
 
-    def add_image(self, msg: Any, now_ns: int) -> bool:
-        """Buffer an image (Image or CompressedImage) received at ``now_ns`` (ns, any clock
-        that ``take`` uses too); True when buffered, False when dropped or rejected."""
-        try:
-            return self.assembler.add_image(conversions.stamp_to_ns(msg.header.stamp), msg,
-                                            now_ns)
-        except (XdrcDepthError, ValueError, IndexError) as err:
-            self.report(SkipReason.BAD_IMAGE_HEADER, f'image message rejected: {err}')
-            return False
+    def add_image(self, msg: Any, now_ns: int, clock_ns: int | None = None) -> bool:
+        """Buffer an image (Image or CompressedImage) received at ``now_ns``.
 
-    def add_radar(self, index: int, msg: Any, now_ns: int) -> bool:
-        """Buffer a PointCloud2 of radar topic ``index``; True when buffered."""
-        try:
-            return self.assembler.add_radar(index, conversions.stamp_to_ns(msg.header.stamp),
-                                            msg, now_ns)
-        except (XdrcDepthError, ValueError, IndexError) as err:
-            self.report(SkipReason.BAD_RADAR_HEADER, f'radar message rejected: {err}')
+        Args:
+            msg: the image message.
+            now_ns: receive time (ns, any clock that ``take`` uses too).
+            clock_ns: the time stamps are compared with (ns, the node's ROS clock) for the
+                ``max_future_stamp_s`` check; None or 0 (sim time not started) skips it.
+
+        Returns:
+            True when buffered; False when dropped (reported: invalid, future or late stamp;
+            counted by the assembler: duplicate, stale).
+        """
+        stamp_ns = self._admitted_stamp(msg, clock_ns, SkipReason.BAD_IMAGE_HEADER, 'image')
+        if stamp_ns is None:
             return False
+        if self._gaps.observe(stamp_ns):
+            self._count(INPUT_GAPS, 1)
+        return self.assembler.add_image(stamp_ns, msg, now_ns)
+
+    def add_radar(self, index: int, msg: Any, now_ns: int, clock_ns: int | None = None) -> bool:
+        """Buffer a PointCloud2 of radar topic ``index``; True when buffered.
+
+        Stamps are checked as in :meth:`add_image`, except that a sweep a little older than the
+        last output goes on (the assembler drops it if no image can use it).
+
+        Raises:
+            IndexError: ``index`` is not a configured radar topic.
+        """
+        stamp_ns = self._admitted_stamp(msg, clock_ns, SkipReason.BAD_RADAR_HEADER,
+                                        f'radar sweep on {self.config.radar_topics[index]}')
+        if stamp_ns is None:
+            return False
+        return self.assembler.add_radar(index, stamp_ns, msg, now_ns)
+
+    def _admitted_stamp(self, msg: Any, clock_ns: int | None, bad: SkipReason,
+                        what: str) -> int | None:
+        """The message's stamp (ns) when it may enter the assembler, else None (reported)."""
+        try:
+            stamp_ns = conversions.checked_stamp_ns(msg.header.stamp)
+        except (XdrcDepthError, ValueError, AttributeError, TypeError) as err:
+            self.report(bad, f'{what} rejected: {err}')
+            return None
+        tolerance_ns = int(self.config.max_future_stamp_s * 1e9)
+        if clock_ns and tolerance_ns and stamp_ns > clock_ns + tolerance_ns:
+            self.report(SkipReason.FUTURE_STAMP,
+                         f'{what} stamped {(stamp_ns - clock_ns) / 1e9:.3f} s ahead of the node '
+                         f'clock (max_future_stamp_s={self.config.max_future_stamp_s}); dropped')
+            return None
+        last = self._last_out_ns
+        jump_ns = self.assembler.config.clock_jump_ns
+        is_image = bad is SkipReason.BAD_IMAGE_HEADER
+        if last is None or stamp_ns >= last - (0 if is_image else jump_ns):
+            self._jump_votes = 0
+            return stamp_ns
+        if stamp_ns < last - jump_ns:
+            self._jump_votes += 1
+            if self._jump_votes >= JUMP_CONFIRMATIONS:  # a real jump back: start afresh
+                self._jump_votes, self._last_out_ns = 0, None
+                return stamp_ns
+        self.report(SkipReason.LATE_STAMP,
+                     f'{what} stamped {(last - stamp_ns) / 1e9:.3f} s before the last output '
+                     f'frame; dropped (output stamps never go backwards; {JUMP_CONFIRMATIONS} '
+                     'messages in a row a clock jump back restart frame matching)')
+        return None
 
     # ------------------------------------------------------------------------- output
 
@@ -211,7 +278,10 @@ class FrameBuilder:
             deadline = self.assembler.next_timeout_ns()
             if deadline is None or now_ns < deadline:
                 return None
-        return self.assembler.take(now_ns)
+        synced = self.assembler.take(now_ns)
+        if synced is not None:
+            self._last_out_ns = synced.stamp_ns
+        return synced
 
     def next_timeout_ns(self) -> int | None:
         """When ``take`` may next return a frame without new input (ns), or None."""
@@ -238,16 +308,18 @@ class FrameBuilder:
                          f'no valid CameraInfo on {config.camera_info_topic} within '
                          f'sync_wait_s={config.sync_wait_s} of the image; frame skipped')
             return None
+        compressed = config.image_transport == 'compressed'
         try:
-            image = (conversions.compressed_to_rgb(msg) if config.image_transport == 'compressed'
+            size = (conversions.encoded_image_size(msg.data) if compressed
+                    else (int(msg.width), int(msg.height)))
+            if size is not None and not self._size_fits(size, camera):
+                return None
+            image = (conversions.compressed_to_rgb(msg) if compressed
                      else conversions.image_to_rgb(msg))
         except (XdrcDepthError, ValueError) as err:
             self.report(SkipReason.BAD_IMAGE, f'image skipped: {err}')
             return None
-        if image.shape[:2] != (camera.height, camera.width):
-            self.report(SkipReason.SIZE_MISMATCH,
-                         f'image is {image.shape[1]}x{image.shape[0]} but CameraInfo says '
-                         f'{camera.width}x{camera.height}; frame skipped')
+        if not self._size_fits((image.shape[1], image.shape[0]), camera):
             return None
         sweeps = []
         for index, matches in enumerate(synced.radars):
@@ -259,12 +331,36 @@ class FrameBuilder:
             self.report(SkipReason.NO_USABLE_RADAR, 'require_radar is set and no radar sweep '
                          'of this frame was usable; frame skipped')
             return None
+        if config.radar_topics and not sweeps:
+            self._count(FRAMES_WITHOUT_RADAR, 1)
         frame = Frame(image=image, K=camera.K, radar=tuple(sweeps), stamp_ns=synced.stamp_ns,
                       frame_id=msg.header.frame_id)
         return BuiltFrame(frame, camera, msg.header)
 
+    def _size_fits(self, size: tuple[int, int], camera: conversions.CameraModel) -> bool:
+        """False (reported) when a ``(width, height)`` image is too large or not the camera's."""
+        width, height = size
+        if width * height > self.config.max_image_pixels:
+            self.report(SkipReason.IMAGE_TOO_LARGE,
+                         f'image is {width}x{height} = {width * height} pixels, more than '
+                         f'max_image_pixels={self.config.max_image_pixels}; frame skipped '
+                         'undecoded')
+            return False
+        if (width, height) != (camera.width, camera.height):
+            self.report(SkipReason.SIZE_MISMATCH,
+                         f'image is {width}x{height} but CameraInfo says '
+                         f'{camera.width}x{camera.height}; frame skipped')
+            return False
+        return True
+
     def _radar_sweep(self, index: int, msg: Any, camera_frame: str) -> RadarSweep | None:
         topic = self.config.radar_topics[index]
+        points_in = int(msg.width) * int(msg.height)
+        if points_in > self.config.max_radar_points:
+            self.report(SkipReason.RADAR_TOO_MANY_POINTS,
+                         f'radar sweep on {topic} has {points_in} points, more than '
+                         f'max_radar_points={self.config.max_radar_points}; not used')
+            return None
         try:
             cloud = conversions.pointcloud2_to_array(msg)
             missing = conversions.missing_radar_fields(cloud.dtype, self.field_map)
@@ -276,7 +372,8 @@ class FrameBuilder:
             self.report(SkipReason.RADAR_BAD_CLOUD, f'radar sweep on {topic} not used: {err}')
             return None
         if len(points) < cloud.size:
-            self._count(NONFINITE_RADAR_POINTS, int(cloud.size - len(points)))
+            for cause, dropped in conversions.radar_point_drops(cloud, self.field_map).items():
+                self._count(cause.value, dropped)
         stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
         transform = self._extrinsics(index, msg.header.frame_id, camera_frame, stamp_ns)
         if transform is None:

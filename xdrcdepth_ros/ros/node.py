@@ -59,6 +59,7 @@ _OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 _MESSAGES = MessageClasses(Image, CameraInfo, PointCloud2, PointField,
                            compressed=CompressedImage)
 _WARN_PERIOD_NS = 5_000_000_000
+_STOP_WAIT_S = 1.5  # shutdown must end within 2 s (docs/reliability.md)
 _MIN_WAIT_S = 0.001  # never spin: a due-but-unreleased image is re-checked at most at 1 kHz
 
 
@@ -173,7 +174,8 @@ class XdrcDepthNode(Node):
                 f'radar_fields {list(self.config.radar_fields)} differ from the model metadata '
                 f'{list(metadata.radar_fields)}; make sure they carry the same quantities')
         provider = getattr(self.pipeline.engine, 'provider', 'unknown')
-        self.stats = NodeStats(str(getattr(provider, 'value', provider)))
+        self.stats = NodeStats(str(getattr(provider, 'value', provider)),
+                               self.config.radar_topics, self.config.radar_timeout_s)
         self._last_warning: dict[str, int] = {}
         self._camera_frame = ''  # the newest image's frame_id: /diagnostics' hardware_id
         self._extrinsics = self._make_extrinsics()
@@ -196,13 +198,15 @@ class XdrcDepthNode(Node):
             f'{metadata.input_width}x{metadata.input_height} on {self.stats.provider})')
 
     def _deactivate(self) -> None:
-        """Stop the worker (after the frame in flight) and drop subscriptions and outputs."""
+        """Stop the worker (after the frame in flight, waiting at most 1.5 s: it is a daemon
+        thread, so a longer inference cannot hold the exit) and drop subscriptions and
+        outputs."""
         if self._worker is None:
             return
         self._stop.set()
         self._wake.set()
         if self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=_STOP_WAIT_S)
         self._worker = None
         for subscription in self._io_subscriptions:
             self.destroy_subscription(subscription)
@@ -309,12 +313,14 @@ class XdrcDepthNode(Node):
 
     def _on_image(self, msg: Any) -> None:
         self.stats.count('image_received')
-        if self.frames.add_image(msg, time.monotonic_ns()):
+        if self.frames.add_image(msg, time.monotonic_ns(), self.get_clock().now().nanoseconds):
             self._wake.set()
 
     def _on_radar(self, index: int, msg: PointCloud2) -> None:
         self.stats.count('radar_received')
-        if self.frames.add_radar(index, msg, time.monotonic_ns()):
+        self.stats.radar_received(index)
+        if self.frames.add_radar(index, msg, time.monotonic_ns(),
+                                 self.get_clock().now().nanoseconds):
             self._wake.set()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -339,6 +345,8 @@ class XdrcDepthNode(Node):
             try:
                 self._process(synced)
             except Exception as err:  # noqa: BLE001 - a failed publish must not stop the node
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: publishing into a closed context is no frame fault
                 self._warn(SkipReason.PROCESSING_ERROR,
                            f'frame {synced.stamp_ns} failed: {type(err).__name__}: {err}')
 

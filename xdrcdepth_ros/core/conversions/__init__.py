@@ -19,7 +19,7 @@ package; the module layout is not part of the API.
 """
 from __future__ import annotations
 
-from xdrcdepth_ros.core.conversions._common import ns_to_stamp, stamp_to_ns
+from xdrcdepth_ros.core.conversions._common import checked_stamp_ns, ns_to_stamp, stamp_to_ns
 from xdrcdepth_ros.core.conversions.camera_info import (
     camera_info_to_model,
     CameraModel,
@@ -33,6 +33,7 @@ from xdrcdepth_ros.core.conversions.depth import (
 from xdrcdepth_ros.core.conversions.image import (
     compressed_to_rgb,
     encode_jpeg,
+    encoded_image_size,
     encoding_layout,
     image_to_array,
     image_to_rgb,
@@ -48,22 +49,29 @@ from xdrcdepth_ros.core.conversions.pointcloud import (
     xyz_cloud_array,
 )
 from xdrcdepth_ros.core.conversions.radar import (
+    MAX_RADAR_RANGE_M,
     missing_radar_fields,
     radar_from_cloud,
+    radar_point_drops,
     RadarFieldMap,
+    RadarPointDrop,
 )
 
 __all__ = [
     'CameraModel',
+    'MAX_RADAR_RANGE_M',
     'POINT_FIELD_DTYPES',
     'RadarFieldMap',
+    'RadarPointDrop',
     'array_to_pointcloud2_fields',
     'camera_info_to_model',
+    'checked_stamp_ns',
     'compressed_depth_payload',
     'compressed_to_rgb',
     'depth_to_image_array',
     'depth_to_points',
     'encode_jpeg',
+    'encoded_image_size',
     'encoding_layout',
     'image_to_array',
     'image_to_rgb',
@@ -76,6 +84,7 @@ __all__ = [
     'pointcloud2_dtype',
     'pointcloud2_to_array',
     'radar_from_cloud',
+    'radar_point_drops',
     'stamp_to_ns',
     'xyz_cloud_array',
 ]

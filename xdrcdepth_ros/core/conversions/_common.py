@@ -26,6 +26,20 @@ def stamp_to_ns(stamp: StampMsg) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def checked_stamp_ns(stamp: StampMsg) -> int:
+    """:func:`stamp_to_ns` of a stamp a sensor can have produced.
+
+    Raises:
+        ConversionError: zero (never set), negative seconds, or ``nanosec >= 1e9`` (not
+            normalised), quoting the stamp.
+    """
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if sec < 0 or not 0 <= nanosec < 1_000_000_000 or (sec == 0 and nanosec == 0):
+        raise ConversionError(f'invalid header stamp sec={sec}, nanosec={nanosec} (expected '
+                              'sec > 0 or nanosec > 0, sec >= 0, 0 <= nanosec < 1e9)')
+    return sec * 1_000_000_000 + nanosec
+
+
 def ns_to_stamp(stamp_ns: int) -> tuple[int, int]:
     """``(sec, nanosec)`` of integer nanoseconds, with ``0 <= nanosec < 1e9`` (floor division)."""
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)

@@ -68,41 +68,88 @@ class CameraModel:
                    height=int(height))
 
 
+MAX_PRINCIPAL_POINT_OFFSET = 0.2
+"""How far (fraction of the width / height) the principal point may lie from the image centre.
+
+Lenses are centred to a few percent; a K calibrated at another resolution (a 2x binned
+800x450 K on a 1600x900 image puts cx at a quarter of the width) or a garbage cx fails this.
+"""
+
+
 def _matrix(values: Any, size: int, name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if array.size != size:
         raise ConversionError(f'CameraInfo {name} must have {size} values, got {array.size}')
+    if not np.all(np.isfinite(array)):
+        raise ConversionError(f'CameraInfo {name} has non-finite values: {array.tolist()}')
     return array
+
+
+def _unit_scale(matrix: np.ndarray, name: str) -> np.ndarray:
+    """``matrix`` (K, or P) divided by its [2][2], after checking its last row starts
+    ``[0, 0, s]`` with s > 0 (a homogeneous matrix may be scaled; s = 0 is singular)."""
+    if matrix[2, 2] <= 0 or matrix[2, 0] != 0 or matrix[2, 1] != 0:
+        raise ConversionError(f'CameraInfo {name} must have the last row [0, 0, 1, ...], got '
+                              f'{matrix[2].tolist()} (singular or not a pinhole camera)')
+    return matrix / matrix[2, 2]
+
+
+def _check_principal_point(K: np.ndarray, width: int, height: int, name: str) -> None:
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    if (abs(cx - width / 2) > MAX_PRINCIPAL_POINT_OFFSET * width
+            or abs(cy - height / 2) > MAX_PRINCIPAL_POINT_OFFSET * height):
+        raise ConversionError(
+            f'CameraInfo {name} principal point (cx, cy) = ({cx:g}, {cy:g}) is more than '
+            f'{MAX_PRINCIPAL_POINT_OFFSET:.0%} of the size away from the centre of the '
+            f'{width}x{height} image: a K for another image size?')
 
 
 def camera_info_to_model(msg: CameraInfoMsg) -> CameraModel:
     """Validate a sensor_msgs/CameraInfo and return its :class:`CameraModel`.
 
     An all-zero ``p`` (drivers that publish no rectification) becomes ``[K | 0]``, an all-zero
-    ``r`` the identity.
+    ``r`` the identity. ``k`` (and ``p``) are normalised to ``[2][2] = 1``.
 
     Raises:
-        ConversionError: ``k`` all zero (uncalibrated), non-finite or non-positive focal
-            lengths, zero size, or binning / a region of interest (not supported).
+        ConversionError: naming the field: ``k`` all zero (uncalibrated); non-finite ``k``,
+            ``p``, ``r`` or ``d``; a last row of ``k``/``p`` other than ``[0, 0, s]`` with s > 0
+            (``k[2][2] = 0`` is singular); non-positive focal lengths; a principal point far
+            from the image centre (:data:`MAX_PRINCIPAL_POINT_OFFSET`: a K for another image
+            size); zero size; or binning / a region of interest (not supported).
     """
-    K = _matrix(msg.k, 9, 'k').reshape(3, 3)
-    if not np.any(K):
-        raise ConversionError('CameraInfo k is all zero: the camera is not calibrated')
-    try:
-        check_intrinsics(K)
-    except ValueError as err:
-        raise ConversionError(f'CameraInfo k is invalid: {err}') from err
-    P = _matrix(msg.p, 12, 'p').reshape(3, 4)
-    R = _matrix(msg.r, 9, 'r').reshape(3, 3)
+    width, height = int(msg.width), int(msg.height)
+    if width <= 0 or height <= 0:
+        raise ConversionError(f'CameraInfo size must be positive, got {width}x{height}')
     binning = (int(getattr(msg, 'binning_x', 0)), int(getattr(msg, 'binning_y', 0)))
     if max(binning) > 1:
         raise ConversionError(f'CameraInfo binning {binning} is not supported')
     roi = getattr(msg, 'roi', None)
     if roi is not None and (int(roi.x_offset) or int(roi.y_offset)):
         raise ConversionError('CameraInfo with a region of interest offset is not supported')
-    return CameraModel(K=K, P=P if np.any(P) else np.hstack([K, np.zeros((3, 1))]),
-                       D=np.asarray(msg.d, dtype=np.float64), width=int(msg.width),
-                       height=int(msg.height), distortion_model=str(msg.distortion_model),
+    K = _matrix(msg.k, 9, 'k').reshape(3, 3)
+    if not np.any(K):
+        raise ConversionError('CameraInfo k is all zero: the camera is not calibrated')
+    K = _unit_scale(K, 'k')
+    try:
+        check_intrinsics(K)
+    except ValueError as err:
+        raise ConversionError(f'CameraInfo k is invalid: {err}') from err
+    _check_principal_point(K, width, height, 'k')
+    P = _matrix(msg.p, 12, 'p').reshape(3, 4)
+    if np.any(P):
+        P = _unit_scale(P, 'p')
+        if P[0, 0] <= 0 or P[1, 1] <= 0:
+            raise ConversionError(f'CameraInfo p must have positive focal lengths, got '
+                                  f'fx={P[0, 0]:g}, fy={P[1, 1]:g}')
+        _check_principal_point(P, width, height, 'p')
+    else:
+        P = np.hstack([K, np.zeros((3, 1))])
+    R = _matrix(msg.r, 9, 'r').reshape(3, 3)
+    D = np.asarray(msg.d, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(D)):
+        raise ConversionError(f'CameraInfo d has non-finite values: {D.tolist()}')
+    return CameraModel(K=K, P=P, D=D, width=width, height=height,
+                       distortion_model=str(msg.distortion_model),
                        R=R if np.any(R) else np.eye(3))
 
 

@@ -121,21 +121,78 @@ def image_to_rgb(msg: ImageMsg) -> np.ndarray:
     return pixels if code is None else cv2.cvtColor(pixels, code)
 
 
-def compressed_to_rgb(msg: CompressedImageMsg) -> np.ndarray:
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); they carry the size.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
+                       0xCF})
+_JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})  # markers without a length
+
+
+def _jpeg_size(raw: bytes) -> tuple[int, int] | None:
+    position = 2  # after SOI
+    while position + 4 <= len(raw):
+        if raw[position] != 0xFF:
+            return None
+        marker = raw[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        length = int.from_bytes(raw[position + 2:position + 4], 'big')
+        if marker in _JPEG_SOF and position + 9 <= len(raw):
+            height = int.from_bytes(raw[position + 5:position + 7], 'big')
+            width = int.from_bytes(raw[position + 7:position + 9], 'big')
+            return width, height
+        if marker == 0xDA or length < 2:  # scan data before any frame header: not usable
+            return None
+        position += 2 + length
+    return None
+
+
+def encoded_image_size(data: Any) -> tuple[int, int] | None:
+    """``(width, height)`` a PNG or JPEG payload declares in its header, read without decoding.
+
+    Reads at most the header segments (bytes before the first scan), so a tiny file that
+    claims a huge image costs nothing. None when ``data`` is neither PNG nor JPEG, or its
+    header is cut short.
+    """
+    raw = _data_bytes(data, 'CompressedImage')
+    if raw.size >= 24 and raw[:8].tobytes() == _PNG_SIGNATURE and raw[12:16].tobytes() == b'IHDR':
+        return (int.from_bytes(raw[16:20].tobytes(), 'big'),
+                int.from_bytes(raw[20:24].tobytes(), 'big'))
+    if raw.size >= 4 and raw[0] == 0xFF and raw[1] == 0xD8:
+        # JPEG headers (EXIF thumbnails included) sit in the first 64 KiB in practice.
+        return _jpeg_size(raw[:65536].tobytes())
+    return None
+
+
+def compressed_to_rgb(msg: CompressedImageMsg, *, max_pixels: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a JPEG/PNG sensor_msgs/CompressedImage (decoded with OpenCV).
 
     ``format`` follows image_transport (``'jpeg'``, ``'png'``, ``'bgr8; jpeg compressed bgr8'``);
     only a ``'... compressed rgb8'`` suffix changes the channel order. Mono images are replicated.
+    The size is read from the header first (:func:`encoded_image_size`): payloads that are not
+    PNG or JPEG, or that declare more than ``max_pixels`` pixels, are rejected undecoded.
 
     Raises:
-        ConversionError: compressedDepth payloads, or bytes OpenCV cannot decode.
+        ConversionError: compressedDepth payloads, no PNG/JPEG header, too many pixels, or
+            bytes OpenCV cannot decode.
     """
     fmt = str(msg.format)
     if 'compresseddepth' in fmt.lower().replace(' ', ''):
         raise ConversionError(f'CompressedImage format {fmt!r} is a compressedDepth payload, '
                               'not a colour image')
     raw = _data_bytes(msg.data, 'CompressedImage')
-    decoded = cv2.imdecode(raw, cv2.IMREAD_COLOR) if raw.size else None
+    size = encoded_image_size(raw)
+    if size is None:
+        raise ConversionError(f'cannot decode CompressedImage (format {fmt!r}, {raw.size} '
+                              'bytes): no PNG or JPEG header with an image size')
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise ConversionError(f'CompressedImage declares {size[0]}x{size[1]} pixels, more than '
+                              f'max_pixels = {max_pixels}; not decoded')
+    decoded = cv2.imdecode(raw, cv2.IMREAD_COLOR)
     if decoded is None:
         raise ConversionError(f'cannot decode CompressedImage (format {fmt!r}, {raw.size} bytes)')
     if fmt.replace(' ', '').lower().endswith('compressedrgb8'):
