@@ -18,6 +18,7 @@ Outputs (reliable QoS, private names): ``~/depth`` (REP 118, stamp and frame_id 
 from __future__ import annotations
 
 import copy
+import signal
 import threading
 import time
 from typing import Any
@@ -407,28 +408,59 @@ class XdrcDepthNode(Node):
         super().destroy_node()
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _set_handlers(handlers: dict[int, Any]) -> None:
+    """Install signal handlers where Python allows it (the main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 def main(args: list[str] | None = None, node_class: type | None = None) -> int:
     """Entry point of ``xdrcdepth_node`` and ``xdrcdepth node``; returns the exit code.
 
     ``node_class`` (default :class:`XdrcDepthNode`) is what is spun, e.g. the lifecycle
     variant. Runs on Humble and Jazzy (Jazzy's ``rclpy.init`` returns None, so no ``with``).
+    SIGINT or SIGTERM at any point (start-up, idle, inferring, twice) ends it with 0: a signal
+    during start-up invalidates the context under the half-built node, which is a shutdown,
+    not a failure; further signals are ignored while the node is torn down.
     """
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-    rclpy.init(args=args)
-    node = None
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    # Until rclpy installs its handlers, SIGTERM would kill the process without clean-up.
+    _set_handlers({signal.SIGTERM: _raise_interrupt})
+    node, initialised, stopped_by_signal = None, False, False
     try:
+        rclpy.init(args=args)
+        initialised = True
         node = (node_class or XdrcDepthNode)()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (XdrcDepthError, ValueError, FileNotFoundError) as err:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {err}')
-        return 1
+        stopped_by_signal = True
+    except Exception as err:  # noqa: BLE001 - sorted below: shutdown, start-up error, or bug
+        if initialised and not rclpy.ok():
+            stopped_by_signal = True  # the context went down under start-up or a callback
+            return 0
+        if isinstance(err, (XdrcDepthError, ValueError, FileNotFoundError)):
+            rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {err}')
+            return 1
+        raise
     finally:
+        # A second Ctrl-C must not break the clean-up. After a signal they stay ignored (the
+        # process is ending); after an error the caller's handlers come back.
+        _set_handlers(dict.fromkeys(_SIGNALS, signal.SIG_IGN))
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        if not stopped_by_signal:
+            _set_handlers(previous)
     return 0
