@@ -46,7 +46,8 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
-        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.json')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.json')
+         + glob('config/*.xml')),
         ('share/' + PACKAGE + '/models', glob('models/*.onnx') + glob('models/*.json')
          + glob('models/*.md')),
         ('share/' + PACKAGE + '/rviz', glob('rviz/*.rviz')),

@@ -19,7 +19,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from xdrcdepth_ros.ros.launch_setup import LAUNCH_ARGUMENTS, node_setups, rviz_config
+from xdrcdepth_ros.ros.launch_setup import (fastdds_environment, LAUNCH_ARGUMENTS, node_setups,
+                                             rviz_config)
 
 PACKAGE = 'xdrcdepth_ros'
 
@@ -28,10 +29,11 @@ def _actions(context, *args, **kwargs):
     share = Path(FindPackageShare(PACKAGE).perform(context))
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in LAUNCH_ARGUMENTS}
     setups = node_setups(values, str(share / 'config' / 'xdrcdepth.yaml'))
+    environment = fastdds_environment(values['fastdds_profile'], str(share))
     actions = [Node(package=PACKAGE, executable='xdrcdepth_node', name='xdrcdepth',
                     namespace=setup.namespace, remappings=list(setup.remappings),
                     parameters=[setup.params_file, setup.parameters],
-                    output='screen', emulate_tty=True)
+                    additional_env=environment, output='screen', emulate_tty=True)
                for setup in setups]
     if values['rviz'].strip().lower() == 'true':
         layout = rviz_config((share / 'rviz' / 'xdrcdepth.rviz').read_text(), setups[0])
@@ -39,7 +41,7 @@ def _actions(context, *args, **kwargs):
             rviz_file.write(layout)
         sim_time = setups[0].parameters.get('use_sim_time')
         actions.append(Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
-                            arguments=['-d', rviz_file.name],
+                            arguments=['-d', rviz_file.name], additional_env=environment,
                             parameters=[] if sim_time is None else [{'use_sim_time': sim_time}]))
     return actions
 

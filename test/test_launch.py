@@ -17,7 +17,8 @@ import yaml
 
 from xdrcdepth_ros.bag.nuscenes_source import camera_info_topic, cloud_topic, image_topic
 from xdrcdepth_ros.core.config import defaults, PARAMETER_NAMES
-from xdrcdepth_ros.ros.launch_setup import (ARGUMENT_NAMES, LAUNCH_ARGUMENTS, node_setups,
+from xdrcdepth_ros.ros.launch_setup import (ARGUMENT_NAMES, fastdds_environment,
+                                            LAUNCH_ARGUMENTS, node_setups,
                                             parse_topic_list, rviz_config)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,15 +47,24 @@ def test_launch_arguments_and_defaults_match_the_parameter_table():
     file); the topic arguments remap the node's relative default input names."""
     assert ARGUMENT_NAMES == ('namespace', 'cameras', 'params_file', 'model_path', 'image_topic',
                               'image_transport', 'camera_info_topic', 'radar_topics',
-                              'use_sim_time', 'rviz')
+                              'use_sim_time', 'rviz', 'fastdds_profile')
     for name in ('model_path', 'image_topic', 'image_transport', 'camera_info_topic',
                  'radar_topics'):
         assert name in PARAMETER_NAMES
     assert (defaults()['image_topic'], defaults()['camera_info_topic']) == ('image',
                                                                             'camera_info')
     declared = {argument.name: argument.default for argument in LAUNCH_ARGUMENTS}
-    assert declared.pop('rviz') == 'false'
+    assert declared.pop('rviz') == declared.pop('fastdds_profile') == 'false'
     assert set(declared.values()) == {''}
+
+
+def test_fastdds_profile_sets_the_profile_variable_for_the_started_processes():
+    share = str(ROOT)  # the source tree has the share layout: config/fastdds_shm.xml
+    [(name, path)] = fastdds_environment('true', share).items()
+    assert name == 'FASTRTPS_DEFAULT_PROFILES_FILE' and Path(path).is_file()
+    assert fastdds_environment('false', share) == {}
+    with pytest.raises(ValueError, match='fastdds_profile must be true or false'):
+        fastdds_environment('shm', share)
 
 
 def test_defaults_start_one_node_with_its_params_file_untouched():

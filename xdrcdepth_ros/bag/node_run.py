@@ -22,6 +22,37 @@ from xdrcdepth_ros.core.outputs import output_topic, OUTPUT_TYPES
 from xdrcdepth_ros.core.config import load_params_file, NodeConfig
 
 
+FASTDDS_PROFILE = 'fastdds_shm.xml'
+"""The Fast DDS profile shipped in ``config/`` (docs/reliability.md)."""
+
+
+def fastdds_profile_path() -> Path:
+    """``config/fastdds_shm.xml``: the installed package share, else the source tree.
+
+    Raises:
+        FileNotFoundError: neither has it.
+    """
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory('xdrcdepth_ros')) / 'config')
+    except (ImportError, LookupError, OSError, ValueError):
+        pass  # not installed through colcon/ament
+    candidates.append(Path(__file__).resolve().parents[2] / 'config')
+    for folder in candidates:
+        if (folder / FASTDDS_PROFILE).is_file():
+            return folder / FASTDDS_PROFILE
+    raise FileNotFoundError(f'{FASTDDS_PROFILE} not found in {[str(c) for c in candidates]}')
+
+
+def use_fastdds_profile() -> Path:
+    """Make DDS participants created from now on in this process use the shipped profile."""
+    path = fastdds_profile_path()
+    os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = str(path)
+    return path
+
+
 @dataclass
 class NodeRunSummary:
     """What :func:`run_node_on_bag` did.

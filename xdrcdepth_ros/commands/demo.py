@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              'imports (default)')
     parser.add_argument('--dataroot', type=Path, default=None,
                         help='nuScenes folder (default: the bundled test/data/nuscenes)')
+    parser.add_argument('--fastdds-profile', action='store_true',
+                        help='run DDS with config/fastdds_shm.xml (shared memory sized for raw '
+                             'camera images; see docs/reliability.md)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.set_defaults(func=run)
 
@@ -41,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print where everything is plus the metrics; returns 0."""
     from xdrcdepth_ros.bag.demo import BUNDLED, report_text, run_demo
+    from xdrcdepth_ros.bag.node_run import use_fastdds_profile
+
+    if args.fastdds_profile:
+        use_fastdds_profile()
     summary = run_demo(args.out, model=args.model, backend=args.backend,
                        dataroot=args.dataroot or BUNDLED, progress=not args.no_progress)
     mean = {float(cap): {k: (float('nan') if v is None else v) for k, v in values.items()}

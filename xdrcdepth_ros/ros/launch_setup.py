@@ -60,9 +60,28 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
                    'params_file)'),
     LaunchArgument('rviz', 'false', 'also start RViz with rviz/xdrcdepth.rviz, its topics '
                    'filled in for the (first) node'),
+    LaunchArgument('fastdds_profile', 'false', 'true: the started processes use '
+                   'config/fastdds_shm.xml (shared memory with room for raw camera images; '
+                   'give it to the camera driver too, docs/reliability.md)'),
 )
 ARGUMENT_NAMES: tuple[str, ...] = tuple(argument.name for argument in LAUNCH_ARGUMENTS)
 _BOOLEANS = {'true': True, 'false': False}
+
+
+FASTDDS_PROFILE_VARIABLE = 'FASTRTPS_DEFAULT_PROFILES_FILE'
+"""The environment variable Fast DDS reads its XML profile from."""
+
+
+def fastdds_environment(value: str, share: str) -> dict[str, str]:
+    """Extra environment of the started processes for the ``fastdds_profile`` argument.
+
+    Raises:
+        ValueError: the value is neither true nor false.
+    """
+    choice = _BOOLEANS.get(value.strip().lower())
+    if choice is None:
+        raise ValueError(f'fastdds_profile must be true or false, got {value!r}')
+    return {FASTDDS_PROFILE_VARIABLE: f'{share}/config/fastdds_shm.xml'} if choice else {}
 
 
 @dataclass(frozen=True)
