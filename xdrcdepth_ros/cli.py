@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra
     try:
         return int(args.func(args) or 0)
-    except (XdrcDepthError, FileNotFoundError, ValueError) as err:
+    except (XdrcDepthError, OSError, ValueError) as err:  # OSError: full disk, read-only...
         print(f'ERROR: {err}', file=sys.stderr)
         return 1
 

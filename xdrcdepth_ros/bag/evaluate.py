@@ -13,6 +13,7 @@ stays bounded by the few frames in flight.
 from __future__ import annotations
 
 import bisect
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xdrcdepth_ros.core import conversions
-from xdrcdepth_ros.bag.io import BagReader
+from xdrcdepth_ros.bag.io import BagReader, staged_folder
 from xdrcdepth_ros.core.outputs import output_topic
 from xdrcdepth_ros.bag.panels import image_in_depth_grid, render_panel
 from xdrcdepth_ros.bag.tf import TfBuffer
@@ -104,7 +105,7 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
                  radar_topics: Sequence[str] | None = None, caps: Sequence[float] = DEFAULT_CAPS,
                  max_lidar_offset_ms: float = 60.0, radar_slop_ms: float = 60.0,
                  panels_dir: str | Path | None = None, panel_max_depth: float = 80.0,
-                 progress: bool = True) -> BagEvaluation:
+                 progress: bool = True, skip_corrupt: bool = False) -> BagEvaluation:
     """Score every depth image of ``bag`` against the LiDAR sweep nearest in time.
 
     Args:
@@ -117,19 +118,23 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
         caps: evaluation caps, metres.
         max_lidar_offset_ms: a depth frame without a LiDAR sweep this close is skipped.
         radar_slop_ms: radar sweeps this close to the image are drawn in the panel.
-        panels_dir: folder for one PNG panel per frame; None writes none.
+        panels_dir: folder for one PNG panel per frame, replaced as a whole once every panel
+            is written (nothing is left on an error); None writes none.
         panel_max_depth: far end of the panels' depth colour scale, metres.
         progress: show a tqdm progress bar.
+        skip_corrupt: go on past messages a corrupt bag cannot give (their frames are
+            skipped, counted as ``corrupt_messages_lost``); otherwise they are an error.
 
     Raises:
-        FileNotFoundError, BagError: unreadable bag; no depth, camera_info or LiDAR topic.
+        FileNotFoundError, BagError: unreadable or corrupt bag; no depth, camera_info or
+            LiDAR topic; the panels cannot be written.
     """
     from tqdm import tqdm
 
     info_topic = depth_topic.rsplit('/', 1)[0] + '/camera_info'
     saliency_topic = depth_topic.rsplit('/', 1)[0] + '/saliency_overlay'
     tolerance = int(max_lidar_offset_ms * 1e6)
-    with BagReader(bag) as reader:
+    with BagReader(bag, skip_corrupt=skip_corrupt) as reader:
         reader.require_topic(depth_topic, 'depth')
         reader.require_topic(info_topic, 'depth camera_info')
         reader.require_topic(lidar_topic, 'LiDAR')
@@ -181,23 +186,30 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
         # Pass 2: collect payloads; score a frame as soon as it is complete.
         parts: dict[int, dict[str, Any]] = {stamp: {} for stamp in plan}
         order = {stamp: index for index, stamp in enumerate(sorted(plan))}
-        scorer = _Scorer(_Topics(depth_topic, info_topic, lidar_topic, image_topic,
-                                 camera_info_in, saliency_topic, tuple(radar_topics)),
-                         tf, MetricAccumulator(caps), skipped, panels_dir, panel_max_depth)
-        bar = tqdm(total=len(plan), desc='evaluate', unit='frame', disable=not progress)
-        with bar:
-            for message in reader.messages({topic for topic, _ in wanted}):
-                for stamp in wanted.get((message.topic, message.stamp_ns), []):
-                    if stamp not in parts or message.topic in parts[stamp]:
-                        continue
-                    parts[stamp][message.topic] = reader.deserialize(message)
-                    if len(parts[stamp]) == len(plan[stamp]):
-                        frame = scorer.score(parts.pop(stamp), plan[stamp], order[stamp])
-                        if frame is not None:
-                            result.frames.append(frame)
-                        bar.update(1)
-        if parts:  # a payload never arrived (e.g. two frames share one stamp)
-            skipped['incomplete'] = len(parts)
+        # Panels go to a staging folder that replaces panels_dir only once all are written.
+        stage = (staged_folder(panels_dir, 'panels') if panels_dir is not None
+                 else nullcontext(None))
+        with stage as staging:
+            scorer = _Scorer(_Topics(depth_topic, info_topic, lidar_topic, image_topic,
+                                     camera_info_in, saliency_topic, tuple(radar_topics)),
+                             tf, MetricAccumulator(caps), skipped, staging, panel_max_depth,
+                             panels_dir)
+            bar = tqdm(total=len(plan), desc='evaluate', unit='frame', disable=not progress)
+            with bar:
+                for message in reader.messages({topic for topic, _ in wanted}):
+                    for stamp in wanted.get((message.topic, message.stamp_ns), []):
+                        if stamp not in parts or message.topic in parts[stamp]:
+                            continue
+                        parts[stamp][message.topic] = reader.deserialize(message)
+                        if len(parts[stamp]) == len(plan[stamp]):
+                            frame = scorer.score(parts.pop(stamp), plan[stamp], order[stamp])
+                            if frame is not None:
+                                result.frames.append(frame)
+                            bar.update(1)
+            if parts:  # a payload never arrived (e.g. two frames share one stamp)
+                skipped['incomplete'] = len(parts)
+        if reader.lost:
+            skipped['corrupt_messages_lost'] = sum(reader.lost.values())
     result.frames.sort(key=lambda f: f.stamp_ns)
     result.mean = scorer.accumulator.summary()
     result.skipped = skipped
@@ -222,7 +234,10 @@ class _Scorer:
     accumulator: MetricAccumulator
     skipped: dict[str, int]
     panels_dir: str | Path | None
+    """Where panels are written (the staging folder)."""
     panel_max_depth: float
+    panels_final: str | Path | None = None
+    """Where they end up (the paths reported per frame)."""
 
     def score(self, parts: dict[str, Any], needs: dict[str, int],
               index: int) -> FrameEvaluation | None:
@@ -280,10 +295,11 @@ class _Scorer:
         saliency = None
         if topics.saliency in parts:
             saliency = conversions.image_to_rgb(parts[topics.saliency])
-        path = Path(self.panels_dir) / f'frame_{index:04d}_{stamp}.png'
-        return render_panel(path, image=image, radar_depth=radar_depth, depth=depth, gt=gt,
-                            saliency=saliency, max_depth=self.panel_max_depth,
-                            title=f'#{index}')
+        name = f'frame_{index:04d}_{stamp}.png'
+        render_panel(Path(self.panels_dir) / name, image=image, radar_depth=radar_depth,
+                     depth=depth, gt=gt, saliency=saliency, max_depth=self.panel_max_depth,
+                     title=f'#{index}')
+        return Path(self.panels_final or self.panels_dir) / name
 
 
 def _camera_from_sensor(tf: TfBuffer, camera_frame: str, camera_ns: int, sensor_frame: str,

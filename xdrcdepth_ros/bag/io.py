@@ -4,13 +4,19 @@
   renames it into place only when everything succeeded.
 * :class:`BagReader` turns every ``rosbags`` failure (missing metadata, corrupt or truncated
   storage file, undecodable message) into a :class:`~xdrcdepth_ros.core.errors.BagError` that names
-  the bag and, where known, the topic.
+  the bag and, where known, the topic. Messages its metadata lists but the storage cannot give
+  (an mcap chunk overwritten with garbage is skipped silently by ``rosbags``) are counted and
+  are an error unless the caller allows them (``--skip-corrupt``).
+* Writing failures (a full disk, a read-only folder) become a ``BagError`` too, and
+  :func:`staged_folder` gives other outputs (evaluation panels) the same all-or-nothing rule.
 
 Stamps are int nanoseconds, as in ``rosbags``. Messages are serialised as little-endian CDR, the
 bytes rclpy publishes and ``ros2 bag play`` replays.
 """
 from __future__ import annotations
 
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 import enum
 import os
@@ -26,6 +32,7 @@ from rosbags.interfaces import (
     Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
+import yaml
 
 from xdrcdepth_ros.core.errors import BagError
 
@@ -49,6 +56,65 @@ class Storage(str, enum.Enum):
 
 
 _PLUGINS = {Storage.SQLITE3: StoragePlugin.SQLITE3, Storage.MCAP: StoragePlugin.MCAP}
+
+
+def read_metadata(bag: str | Path) -> dict[str, Any]:
+    """``rosbag2_bagfile_information`` of a bag folder's metadata.yaml ({} when it has none).
+
+    Raises:
+        BagError: the file is not YAML or not rosbag2 metadata (names the file).
+    """
+    path = Path(bag) / 'metadata.yaml'
+    if not path.is_file():
+        return {}
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise BagError(f'{path} is not valid YAML: {err}') from err
+    info = document.get('rosbag2_bagfile_information') if isinstance(document, dict) else None
+    if not isinstance(info, dict):
+        raise BagError(f'{path} is not rosbag2 metadata (no rosbag2_bagfile_information '
+                       'mapping)')
+    return info
+
+
+def replace_folder(built: Path, target: Path) -> None:
+    """Move the finished folder ``built`` to ``target``, replacing an existing one; the old
+    one is removed only once the new one is in place."""
+    if target.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f'.{target.name}.old-', dir=target.parent))
+        os.replace(target, trash / target.name)
+        os.replace(built, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(built, target)
+
+
+@contextmanager
+def staged_folder(path: str | Path, what: str) -> Iterator[Path]:
+    """Write a folder of outputs all or nothing: yields a hidden staging folder beside
+    ``path``, which replaces ``path`` on a clean exit and is removed on an error.
+
+    Args:
+        path: the folder to create or replace.
+        what: what the folder holds, for error messages (e.g. ``'panels'``).
+
+    Raises:
+        BagError: the folder cannot be written (full disk, read-only, not a directory); the
+            error names it and nothing is left behind.
+    """
+    path = Path(path)
+    staging: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f'.{path.name}.partial-', dir=path.parent))
+        yield staging
+        replace_folder(staging, path)
+    except OSError as err:
+        raise BagError(f'cannot write {what} to {path}: {err}') from err
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def typestore() -> Any:
@@ -101,7 +167,12 @@ class BagWriter:
             raise BagError(f'cannot create output bag {self.path}: {err}') from err
         self._writer = Writer(self._tmp / self.path.name, version=9,
                               storage_plugin=_PLUGINS[self.storage])
-        self._writer.open()
+        try:
+            with self._write_errors():
+                self._writer.open()
+        except BagError:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -109,25 +180,31 @@ class BagWriter:
         assert self._tmp is not None and self._writer is not None  # set by __enter__
         try:
             if exc_type is None:
-                self._writer.close()
-                self._commit(self._tmp / self.path.name)
+                with self._write_errors():
+                    self._writer.close()
+                    self._commit(self._tmp / self.path.name)
             else:
-                self._writer.abort()
+                try:
+                    self._writer.abort()
+                except (sqlite3.Error, OSError):
+                    pass  # the first error (a full disk, say) is the one to report
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
             self._writer = None
 
+    @contextmanager
+    def _write_errors(self) -> Iterator[None]:
+        """Storage failures (sqlite3 'database or disk is full', ENOSPC, EROFS) as BagError."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as err:
+            raise BagError(f'cannot write output bag {self.path}: {err}') from err
+
     def _commit(self, built: Path) -> None:
-        if self.path.exists():
-            if not self.overwrite:
-                raise BagError(f'output bag {self.path} appeared while writing; not replacing it')
-            trash = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.old-', dir=self.path.parent))
-            os.replace(self.path, trash / self.path.name)
-            os.replace(built, self.path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(built, self.path)
+        if self.path.exists() and not self.overwrite:
+            raise BagError(f'output bag {self.path} appeared while writing; not replacing it')
+        replace_folder(built, self.path)
 
     @property
     def staging_path(self) -> Path:
@@ -142,8 +219,9 @@ class BagWriter:
         It is kept only if the bag completes. Returns its staging path.
         """
         target = self.staging_path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        with self._write_errors():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
         return target
 
     def set_custom_data(self, key: str, value: str) -> None:
@@ -174,8 +252,11 @@ class BagWriter:
     def write_raw(self, topic: str, msgtype: str, stamp_ns: int, raw: bytes | memoryview, *,
                   qos: Qos | None = None) -> None:
         """Write already-serialised CDR bytes at bag time ``stamp_ns`` (int ns)."""
-        assert self._writer is not None
-        self._writer.write(self.connection(topic, msgtype, qos), int(stamp_ns), raw)
+        if self._writer is None:
+            raise BagError('BagWriter is not open; use it as a context manager')
+        connection = self.connection(topic, msgtype, qos)
+        with self._write_errors():
+            self._writer.write(connection, int(stamp_ns), raw)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
 
@@ -195,20 +276,27 @@ class BagReader:
 
     Args:
         path: bag folder (with metadata.yaml) or ``.mcap`` file.
+        skip_corrupt: messages the metadata lists but the storage cannot give are counted in
+            :attr:`lost` instead of raising (see :meth:`messages`).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         BagError: the bag cannot be opened (no metadata, corrupt storage file), with the path.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, skip_corrupt: bool = False) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f'bag {self.path} does not exist')
         self.store = typestore()
+        self.skip_corrupt = skip_corrupt
+        self.lost: dict[str, int] = {}
+        """Per topic, messages listed in the metadata that a read could not give."""
         self._reader: AnyReader | None = None
 
     def __enter__(self) -> 'BagReader':
+        if self.path.is_dir():
+            read_metadata(self.path)  # a garbage metadata.yaml: one clear error, no traceback
         try:
             self._reader = AnyReader([self.path], default_typestore=self.store)
             self._reader.open()
@@ -261,8 +349,12 @@ class BagReader:
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
         """Yield messages in bag-time order, optionally only on ``topics``.
 
+        After the last message, the count per topic is compared with the bag's metadata:
+        fewer means corrupt storage (``rosbags`` skips an mcap chunk it cannot parse).
+
         Raises:
-            BagError: the storage file is corrupt or truncated (names the bag).
+            BagError: the storage file is corrupt or truncated (names the bag), or messages are
+                missing and ``skip_corrupt`` is not set (then :attr:`lost` has them).
         """
         wanted = None if topics is None else set(topics)
         connections = [c for c in self.reader.connections
@@ -272,15 +364,29 @@ class BagReader:
         if not connections:
             return
         iterator = self.reader.messages(connections=connections)
+        read: Counter[str] = Counter()
         while True:
             try:
                 conn, stamp_ns, raw = next(iterator)
             except StopIteration:
-                return
+                break
             except Exception as err:
                 raise BagError(f'bag {self.path} is corrupt or truncated: '
                                f'{_describe(err, self.path)}') from err
+            read[conn.topic] += 1
             yield BagMessage(conn.topic, conn.msgtype, int(stamp_ns), bytes(raw), qos[conn.id])
+        self._check_complete(read, {c.topic for c in connections})
+
+    def _check_complete(self, read: Counter[str], topics: set[str]) -> None:
+        lost = {topic: self.topic_count(topic) - read[topic] for topic in sorted(topics)
+                if self.topic_count(topic) > read[topic]}
+        for topic, count in lost.items():
+            self.lost[topic] = max(self.lost.get(topic, 0), count)
+        if lost and not self.skip_corrupt:
+            listed = ', '.join(f'{topic} {count}' for topic, count in lost.items())
+            raise BagError(f'bag {self.path} is corrupt: {sum(lost.values())} messages its '
+                           f'metadata lists could not be read ({listed}); --skip-corrupt goes '
+                           'on without them')
 
     def deserialize(self, message: BagMessage) -> Any:
         """Decode a :class:`BagMessage` into a ``rosbags`` message object.

@@ -29,9 +29,8 @@ import time
 from typing import Any
 
 import numpy as np
-import yaml
 
-from xdrcdepth_ros.bag.io import BagReader, BagWriter, Storage
+from xdrcdepth_ros.bag.io import BagReader, BagWriter, read_metadata, Storage
 from xdrcdepth_ros.bag.tf import TfBuffer
 from xdrcdepth_ros.core.errors import BagError
 from xdrcdepth_ros.core.config import defaults, load_params_file, NodeConfig
@@ -40,6 +39,8 @@ from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, parameter_extr
 from xdrcdepth_ros.core.outputs import MessageClasses, output_topic
 
 SCENES_KEY = 'xdrcdepth.scenes'
+LOST_TO_CORRUPTION = 'corrupt_messages_lost'
+"""Drops key of messages a corrupt bag lists but cannot give (``skip_corrupt``)."""
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,17 @@ class ReplaySummary:
 
 
 def bag_scenes(bag: Path) -> list[dict[str, Any]]:
-    """Scenes recorded by ``nuscenes-to-bag`` in metadata.yaml ``custom_data`` ([] if none)."""
-    metadata = bag / 'metadata.yaml'
-    if not metadata.is_file():
-        return []
-    info = yaml.safe_load(metadata.read_text()).get('rosbag2_bagfile_information', {})
-    text = (info.get('custom_data') or {}).get(SCENES_KEY)
-    return json.loads(text) if text else []
+    """Scenes recorded by ``nuscenes-to-bag`` in metadata.yaml ``custom_data`` ([] if none).
+
+    Raises:
+        BagError: metadata.yaml or its scene list is not readable.
+    """
+    text = (read_metadata(bag).get('custom_data') or {}).get(SCENES_KEY)
+    try:
+        return json.loads(text) if text else []
+    except ValueError as err:
+        raise BagError(f'{bag}/metadata.yaml custom_data {SCENES_KEY} is not JSON: {err}'
+                       ) from err
 
 
 def resolve_params(bag: str | Path, *, params_file: str | Path | None = None,
@@ -176,7 +181,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
                storage: Storage | str | None = None,
                passthrough: bool = True, overwrite: bool = False, providers: Any = None,
-               progress: bool = True) -> ReplaySummary:
+               progress: bool = True, skip_corrupt: bool = False) -> ReplaySummary:
     """Run the node's processing over ``bag`` and write its outputs to a new bag ``out``.
 
     Args:
@@ -191,10 +196,13 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
         overwrite: replace an existing ``out`` once the new bag is complete.
         providers: ONNX Runtime providers; default the ``providers`` parameter.
         progress: show a tqdm progress bar.
+        skip_corrupt: go on past messages a corrupt bag cannot give, counting them in
+            ``drops['corrupt_messages_lost']``; otherwise they are an error.
 
     Raises:
         FileNotFoundError: bag or model missing.
-        BagError: unreadable bag, or it lacks the image or camera_info topic (named).
+        BagError: unreadable or corrupt bag, it lacks the image or camera_info topic (named),
+            or the output cannot be written (nothing is left behind).
         ValueError: invalid parameters.
     """
     from tqdm import tqdm
@@ -214,7 +222,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
     drops: Counter[str] = Counter()
     latencies: list[float] = []
     stages: dict[str, list[float]] = {}
-    with BagReader(bag) as reader:
+    with BagReader(bag, skip_corrupt=skip_corrupt) as reader:
         missing_topics: list[str] = []
         for window in windows:
             reader.require_topic(window.config.subscribed_image_topic, 'image')
@@ -280,6 +288,7 @@ def replay_bag(bag: str | Path, out: str | Path, *, model: str | Path | None = N
                     if state is not None:
                         _ingest(reader, message, state, tf, summary, drops)
                 finish_scene()
+            drops[LOST_TO_CORRUPTION] += sum(reader.lost.values())
     summary.drops = {k: v for k, v in sorted(drops.items()) if v}
     summary.latency_ms = latency_summary(latencies, stages)
     summary.wall_s = time.perf_counter() - started
@@ -317,13 +326,8 @@ def _deliver(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
 
 
 def _storage_of(bag: Path) -> Storage:
-    if bag.suffix == '.mcap':
+    if bag.suffix == '.mcap' or read_metadata(bag).get('storage_identifier') == 'mcap':
         return Storage.MCAP
-    metadata = bag / 'metadata.yaml'
-    if metadata.is_file():
-        info = yaml.safe_load(metadata.read_text()).get('rosbag2_bagfile_information', {})
-        if info.get('storage_identifier') == 'mcap':
-            return Storage.MCAP
     return Storage.SQLITE3
 
 

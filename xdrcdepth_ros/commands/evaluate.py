@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='LiDAR PointCloud2 topic (default %(default)s)')
     parser.add_argument('--max-lidar-offset-ms', type=float, default=60.0,
                         help='skip frames without a LiDAR sweep this close (default %(default)s)')
+    parser.add_argument('--skip-corrupt', action='store_true',
+                        help='go on past messages a corrupt bag cannot give (counted in the '
+                             'summary); default: an error')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.set_defaults(func=run)
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         panels = args.panels or bag.with_name(bag.name + '_panels')
     result = evaluate_bag(args.bag, depth_topic=args.depth_topic, lidar_topic=args.lidar_topic,
                           max_lidar_offset_ms=args.max_lidar_offset_ms, panels_dir=panels,
-                          progress=not args.no_progress and not args.json)
+                          progress=not args.no_progress and not args.json,
+                          skip_corrupt=args.skip_corrupt)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

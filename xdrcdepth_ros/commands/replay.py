@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='write only the node outputs, not the input topics')
     parser.add_argument('--overwrite', action='store_true',
                         help='replace --out if it exists (only once the new bag is complete)')
+    parser.add_argument('--skip-corrupt', action='store_true',
+                        help='go on past messages a corrupt bag cannot give (counted in the '
+                             'summary as corrupt_messages_lost); default: an error')
     parser.add_argument('--json', action='store_true', help='print the summary as JSON')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.set_defaults(func=run)
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = replay_bag(args.bag, args.out, model=args.model, params_file=args.params_file,
                          storage=args.storage, passthrough=not args.no_passthrough,
-                         overwrite=args.overwrite, progress=not args.no_progress)
+                         overwrite=args.overwrite, progress=not args.no_progress,
+                         skip_corrupt=args.skip_corrupt)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
