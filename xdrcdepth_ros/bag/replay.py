@@ -319,10 +319,11 @@ def _deliver(reader: BagReader, message: Any, state: _Scene, tf: TfBuffer,
     elif topic == config.subscribed_image_topic:
         msg = reader.deserialize(message)
         summary.frames_in += 1
-        state.frames.add_image(msg, message.stamp_ns)
+        # Bag time is the clock: a stamp far ahead of its record time is a future stamp.
+        state.frames.add_image(msg, message.stamp_ns, clock_ns=message.stamp_ns)
     elif topic in state.radar_index:
         state.frames.add_radar(state.radar_index[topic], reader.deserialize(message),
-                               message.stamp_ns)
+                               message.stamp_ns, clock_ns=message.stamp_ns)
 
 
 def _storage_of(bag: Path) -> Storage:
