@@ -246,8 +246,8 @@ class FrameBuilder:
         tolerance_ns = int(self.config.max_future_stamp_s * 1e9)
         if clock_ns and tolerance_ns and stamp_ns > clock_ns + tolerance_ns:
             self.report(SkipReason.FUTURE_STAMP,
-                         f'{what} stamped {(stamp_ns - clock_ns) / 1e9:.3f} s ahead of the node '
-                         f'clock (max_future_stamp_s={self.config.max_future_stamp_s}); dropped')
+                        f'{what} stamped {(stamp_ns - clock_ns) / 1e9:.3f} s ahead of the node '
+                        f'clock (max_future_stamp_s={self.config.max_future_stamp_s}); dropped')
             return None
         last = self._last_out_ns
         jump_ns = self.assembler.config.clock_jump_ns
@@ -261,9 +261,9 @@ class FrameBuilder:
                 self._jump_votes, self._last_out_ns = 0, None
                 return stamp_ns
         self.report(SkipReason.LATE_STAMP,
-                     f'{what} stamped {(last - stamp_ns) / 1e9:.3f} s before the last output '
-                     f'frame; dropped (output stamps never go backwards; {JUMP_CONFIRMATIONS} '
-                     'messages in a row a clock jump back restart frame matching)')
+                    f'{what} stamped {(last - stamp_ns) / 1e9:.3f} s before the last output '
+                    f'frame; dropped (output stamps never go backwards; {JUMP_CONFIRMATIONS} '
+                    'messages in a row a clock jump back restart frame matching)')
         return None
 
     # ------------------------------------------------------------------------- output
@@ -305,17 +305,23 @@ class FrameBuilder:
         msg, camera, config = synced.image, self.camera, self.config
         if camera is None:
             self.report(SkipReason.NO_CAMERA_INFO,
-                         f'no valid CameraInfo on {config.camera_info_topic} within '
-                         f'sync_wait_s={config.sync_wait_s} of the image; frame skipped')
+                        f'no valid CameraInfo on {config.camera_info_topic} within '
+                        f'sync_wait_s={config.sync_wait_s} of the image; frame skipped')
             return None
         compressed = config.image_transport == 'compressed'
         try:
-            size = (conversions.encoded_image_size(msg.data) if compressed
-                    else (int(msg.width), int(msg.height)))
-            if size is not None and not self._size_fits(size, camera):
-                return None
-            image = (conversions.compressed_to_rgb(msg) if compressed
-                     else conversions.image_to_rgb(msg))
+            # Sizes are checked before decoding: a compressed header may claim any size. A raw
+            # image's encoding is checked first (its pixels are in memory already).
+            if compressed:
+                size = conversions.encoded_image_size(msg.data)
+                if size is not None and not self._size_fits(size, camera):
+                    return None
+                image = conversions.compressed_to_rgb(msg)
+            else:
+                if not self._size_fits((int(msg.width), int(msg.height)), camera,
+                                       mismatch=False):
+                    return None
+                image = conversions.image_to_rgb(msg)
         except (XdrcDepthError, ValueError) as err:
             self.report(SkipReason.BAD_IMAGE, f'image skipped: {err}')
             return None
@@ -329,7 +335,7 @@ class FrameBuilder:
                     sweeps.append(sweep)
         if config.require_radar and not sweeps:
             self.report(SkipReason.NO_USABLE_RADAR, 'require_radar is set and no radar sweep '
-                         'of this frame was usable; frame skipped')
+                        'of this frame was usable; frame skipped')
             return None
         if config.radar_topics and not sweeps:
             self._count(FRAMES_WITHOUT_RADAR, 1)
@@ -337,19 +343,21 @@ class FrameBuilder:
                       frame_id=msg.header.frame_id)
         return BuiltFrame(frame, camera, msg.header)
 
-    def _size_fits(self, size: tuple[int, int], camera: conversions.CameraModel) -> bool:
-        """False (reported) when a ``(width, height)`` image is too large or not the camera's."""
+    def _size_fits(self, size: tuple[int, int], camera: conversions.CameraModel, *,
+                   mismatch: bool = True) -> bool:
+        """False (reported) when a ``(width, height)`` image is too large or (with
+        ``mismatch``) not the camera's size."""
         width, height = size
         if width * height > self.config.max_image_pixels:
             self.report(SkipReason.IMAGE_TOO_LARGE,
-                         f'image is {width}x{height} = {width * height} pixels, more than '
-                         f'max_image_pixels={self.config.max_image_pixels}; frame skipped '
-                         'undecoded')
+                        f'image is {width}x{height} = {width * height} pixels, more than '
+                        f'max_image_pixels={self.config.max_image_pixels}; frame skipped '
+                        'undecoded')
             return False
-        if (width, height) != (camera.width, camera.height):
+        if mismatch and (width, height) != (camera.width, camera.height):
             self.report(SkipReason.SIZE_MISMATCH,
-                         f'image is {width}x{height} but CameraInfo says '
-                         f'{camera.width}x{camera.height}; frame skipped')
+                        f'image is {width}x{height} but CameraInfo says '
+                        f'{camera.width}x{camera.height}; frame skipped')
             return False
         return True
 
@@ -358,8 +366,8 @@ class FrameBuilder:
         points_in = int(msg.width) * int(msg.height)
         if points_in > self.config.max_radar_points:
             self.report(SkipReason.RADAR_TOO_MANY_POINTS,
-                         f'radar sweep on {topic} has {points_in} points, more than '
-                         f'max_radar_points={self.config.max_radar_points}; not used')
+                        f'radar sweep on {topic} has {points_in} points, more than '
+                        f'max_radar_points={self.config.max_radar_points}; not used')
             return None
         try:
             cloud = conversions.pointcloud2_to_array(msg)
@@ -378,8 +386,8 @@ class FrameBuilder:
         transform = self._extrinsics(index, msg.header.frame_id, camera_frame, stamp_ns)
         if transform is None:
             self.report(SkipReason.RADAR_NO_TRANSFORM,
-                         f'no transform {camera_frame!r} <- {msg.header.frame_id!r} at '
-                         f'{stamp_ns} ns; radar on {topic} not used')
+                        f'no transform {camera_frame!r} <- {msg.header.frame_id!r} at '
+                        f'{stamp_ns} ns; radar on {topic} not used')
             return None
         return RadarSweep(points=points, features=features, T_cam_from_radar=transform,
                           stamp_ns=stamp_ns, frame_id=msg.header.frame_id)
