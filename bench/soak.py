@@ -4,9 +4,11 @@ The node runs as ``python -m xdrcdepth_ros node`` (its own process, so its memor
 alone); this script publishes the bundled nuScenes frames, resized to ``--width`` x
 ``--height`` (K scaled alike), with their RADAR_FRONT sweeps, in alternating phases:
 
-* lockstep: one frame, then wait for its depth (latency = depth received - image sent);
-* overload: frames at ``--overload-hz`` regardless of the node (latest frame wins; the rest
-  must show up as drops, not as growing latency or memory).
+* lockstep: one frame, wait for its depth (latency = depth received - image sent), at most
+  ``--lockstep-hz``;
+* overload: bursts of ``--burst`` frames back to back, ``--overload-hz`` bursts a second,
+  regardless of the node (latest frame wins: the rest must show up as drops, not as growing
+  latency or memory).
 
 Both processes use ``config/fastdds_shm.xml``. Printed at the end (and as JSON with
 ``--json``): node RSS at start and end and its least-squares slope (MB/min, after the first
@@ -87,7 +89,9 @@ def main() -> int:
     parser.add_argument('--width', type=int, default=800)
     parser.add_argument('--height', type=int, default=450)
     parser.add_argument('--phase-s', type=float, default=30.0, help='length of each phase')
-    parser.add_argument('--overload-hz', type=float, default=30.0)
+    parser.add_argument('--lockstep-hz', type=float, default=10.0)
+    parser.add_argument('--overload-hz', type=float, default=8.0, help='bursts per second')
+    parser.add_argument('--burst', type=int, default=4, help='frames per overload burst')
     parser.add_argument('--domain', type=int, default=36)
     parser.add_argument('--json', type=Path, default=None, help='also write the result here')
     args = parser.parse_args()
@@ -195,18 +199,22 @@ def _drive(args: argparse.Namespace, node: subprocess.Popen, frames: list[tuple]
     index = 0
     while (elapsed := time.monotonic() - start) < args.minutes * 60:
         phase = 'lockstep' if int(elapsed // args.phase_s) % 2 == 0 else 'overload'
+        begin = time.monotonic()
         if phase == 'lockstep':
             wanted = send(index)
             got = None
-            until = time.monotonic() + 5.0
+            until = begin + 5.0
             while got != wanted and time.monotonic() < until:
                 got = collect(phase, max(until - time.monotonic(), 0.01))
             counts['lockstep_timeouts'] += int(got != wanted)
+            pause_until = begin + 1.0 / args.lockstep_hz
         else:
-            send(index)
-            pause_until = time.monotonic() + 1.0 / args.overload_hz
-            while (left := pause_until - time.monotonic()) > 0:
-                collect(phase, left)
+            for offset in range(args.burst):
+                send(index + offset)
+            index += args.burst - 1
+            pause_until = begin + 1.0 / args.overload_hz
+        while (left := pause_until - time.monotonic()) > 0:
+            collect(phase, left)
         index += 1
         for old in [s for s, t in sent_at.items() if time.monotonic() - t > 10]:
             del sent_at[old]
