@@ -19,6 +19,12 @@ counter name in ``/diagnostics`` and in replay's drops. A radar sweep that lacks
 ``radar_fields`` entry is not used (``radar_unused_bad_cloud``): zeros in a channel the model
 was trained on would be silently wrong input. The frame then runs without that sweep, or is
 skipped when ``require_radar`` is set (``skipped_no_usable_radar``).
+
+Input limits and stamp rules (docs/reliability.md) are applied before anything costly: a stamp
+must be valid, not beyond ``max_future_stamp_s`` ahead of the caller's clock and, for images,
+not before the last frame handed out (output stamps never go backwards; a confirmed clock jump
+back restarts matching); image sizes are read from headers and checked against
+``max_image_pixels`` and the CameraInfo before decoding, sweeps against ``max_radar_points``.
 """
 from __future__ import annotations
 
@@ -160,7 +166,8 @@ class FrameBuilder:
         metadata: the model metadata (radar channels), to check ``radar_fields`` against.
         extrinsics: the camera ← radar lookup.
         report: called once per unused input.
-        count: called for counters that are not skips (:data:`NONFINITE_RADAR_POINTS`).
+        count: called for counters that are not skips (dropped radar points,
+            :data:`FRAMES_WITHOUT_RADAR`, :data:`INPUT_GAPS`).
 
     Raises:
         ValueError: ``radar_fields`` does not fit the model.
