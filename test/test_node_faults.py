@@ -201,8 +201,15 @@ def start(harness, node_model, extrinsics, **params):
     return node
 
 
+def assert_logged(capfd, *texts):
+    """The node's warnings (rcutils writes them to stderr) contain every one of ``texts``."""
+    err = capfd.readouterr().err
+    for text in texts:
+        assert text in err, f'{text!r} not logged; stderr: {err[-2000:]}'
+
+
 def test_bad_camera_info_is_rejected_naming_the_field_and_the_last_good_one_kept(
-        node_model, frames, extrinsics, reference, caplog):
+        node_model, frames, extrinsics, reference, capfd):
     """Finding 1: K[2][2] = 0 made every later frame fail with 'Singular matrix'; a NaN P or a
     K for another image size (cx = 1e6; the K of 800x450 on 1600x900) were used silently."""
     with Harness() as harness:
@@ -223,10 +230,12 @@ def test_bad_camera_info_is_rejected_naming_the_field_and_the_last_good_one_kept
             script.assert_baseline(info=False)  # the last valid CameraInfo is kept
         assert rig.counter('skipped_bad_camera_info') == 4
         assert rig.counter('skipped_processing_error') == 0
+        # One warning per counter per 5 s: the first of the four is logged for sure.
+        assert_logged(capfd, 'CameraInfo rejected: CameraInfo k must have the last row')
 
 
 def test_a_small_jpeg_claiming_a_huge_image_is_skipped_undecoded(node_model, frames,
-                                                                  extrinsics, reference):
+                                                                  extrinsics, reference, capfd):
     """Finding 2: an 87 kB JPEG claiming 30000x30000 was decoded before the size check
     (17.5 s stall, 5.6 GB). Here one claiming 8000x8000 (64 Mpx > max_image_pixels) and one
     claiming another size than the CameraInfo; both cost no decode and the next frame is fine."""
@@ -256,10 +265,12 @@ def test_a_small_jpeg_claiming_a_huge_image_is_skipped_undecoded(node_model, fra
             script.bad(counter, image=lambda stamp: compressed_msg(claiming(width, height),
                                                                    stamp), cloud=script.cloud)
             good()
+        assert_logged(capfd, 'image is 8000x8000 = 64000000 pixels, more than max_image_pixels',
+                      'image is 800x450 but CameraInfo says 1600x900')
 
 
 def test_late_future_and_invalid_stamps_are_dropped_and_gaps_counted(
-        node_model, frames, extrinsics, reference):
+        node_model, frames, extrinsics, reference, capfd):
     """Finding 4: an image >= 2 s late reset matching and went out (stamps went backwards); one
     stamped 1.5 s ahead blanked output; stamps of 0, negative seconds or nanosec >= 1e9 were
     published. Finding 5: lost images were not counted (input_gaps)."""
@@ -291,10 +302,12 @@ def test_late_future_and_invalid_stamps_are_dropped_and_gaps_counted(
         script.assert_baseline()
         assert rig.counter('input_gaps') == before + 1
         assert rig.out['depth'].empty()  # none of the dropped images went out
+        assert_logged(capfd, 's before the last output frame; dropped',
+                      's ahead of the node clock', 'invalid header stamp sec=0, nanosec=0')
 
 
 def test_radar_faults_are_counted_and_a_silent_radar_is_a_warning(
-        node_model, frames, extrinsics, reference):
+        node_model, frames, extrinsics, reference, capfd):
     """Finding 6: INT8 x, x = 1e30 or RCS = inf were used as garbage; a 1M-point cloud had no
     warning. Finding 3: a radar that stopped left /diagnostics at OK."""
     from diagnostic_msgs.msg import DiagnosticStatus
@@ -338,3 +351,5 @@ def test_radar_faults_are_counted_and_a_silent_radar_is_a_warning(
             sent += 1
         assert rig.counter('frames_without_radar') == before + sent
         assert float(node.diagnostics()[2]['/RADAR_FRONT age_s']) > 0.3
+        assert_logged(capfd, "radar field 'x' has type int8",
+                      'points, more than max_radar_points=10')

@@ -23,6 +23,7 @@ from xdrcdepth_ros.bag.io import BagReader, Storage
 from xdrcdepth_ros.bag.replay import replay_bag
 from xdrcdepth_ros.core.errors import BagError
 
+pytestmark = pytest.mark.slow  # each case starts the command line (about 2 minutes in all)
 ROOT = Path(__file__).resolve().parents[1]
 GARBAGE = bytes(range(256)) * 256  # 64 KiB
 
@@ -144,3 +145,16 @@ def test_a_corrupt_mcap_chunk_is_detected(corrupt_mcap, tiny_model, tmp_path):
     assert run.returncode == 0, run.stderr
     assert f'corrupt_messages_lost {lost}' in run.stdout
     assert out.is_dir()
+
+
+def test_a_corrupt_sqlite_file_is_one_error(sqlite_bag, tiny_model, tmp_path):
+    bag = tmp_path / 'corrupt'
+    shutil.copytree(sqlite_bag, bag)
+    storage = next(bag.glob('*.db3'))
+    data = bytearray(storage.read_bytes())
+    data[len(data) // 2:len(data) // 2 + len(GARBAGE)] = GARBAGE
+    storage.write_bytes(bytes(data))
+    run = xdrcdepth('replay', bag, '--out', tmp_path / 'out', '--model', tiny_model,
+                    '--no-progress', '--skip-corrupt')
+    assert_one_error(run, str(bag), 'malformed')
+    assert leftovers(tmp_path) == ['corrupt']
