@@ -225,6 +225,19 @@ def test_gaps_are_steps_longer_than_one_and_a_half_median_periods():
     assert not gaps.observe(0)  # a stamp going back is not a gap
 
 
+def test_a_reordered_image_is_no_gap_but_a_clock_jump_back_restarts_the_stream():
+    """Two images swapped in transport leave the stream whole; after a jump back the steps
+    are measured from the new timeline."""
+    gaps = GapCounter()
+    period = 50_000_000
+    for stamp in [0, 1, 2, 3, 4, 5, 7, 6, 8, 9]:
+        gaps.observe(stamp * period)
+    assert gaps.gaps == 1  # 5 -> 7 looks like a gap until 6 arrives; 6 and 7 -> 8 do not
+    for stamp in [-100, -99, -98]:
+        assert not gaps.observe(stamp * period)
+    assert gaps.gaps == 1
+
+
 def test_the_builder_counts_input_gaps(store, messages):
     builder = Builder(messages)
     for i in [*range(8), 10]:

@@ -11,6 +11,9 @@ import statistics
 
 GAP_FACTOR = 1.5
 """A stamp step longer than this many median periods is a gap (one or more frames lost)."""
+REORDER_PERIODS = 10
+"""A stamp at most this many median periods behind the newest is a reordered or late message
+(the stream goes on from the newest); further back, the stream restarted (a clock jump)."""
 
 
 class GapCounter:
@@ -31,13 +34,20 @@ class GapCounter:
     def observe(self, stamp_ns: int) -> bool:
         """Take the next stamp; True when the step from the previous one is a gap.
 
-        Stamps at or before the previous one (duplicates, late or reordered messages, a clock
-        jump back) restart the step from there without counting.
+        A stamp at or before the newest is no step: a duplicate, or a reordered or late
+        message, is ignored; one further back than :data:`REORDER_PERIODS` periods (a clock
+        jump back) restarts the stream from there.
         """
-        last, self._last = self._last, int(stamp_ns)
-        if last is None or stamp_ns <= last:
+        stamp_ns, last = int(stamp_ns), self._last
+        if last is not None and stamp_ns <= last:
+            period = statistics.median(self._steps) if self._steps else 0
+            if last - stamp_ns > REORDER_PERIODS * period:
+                self._last = stamp_ns
             return False
-        step = int(stamp_ns) - last
+        self._last = stamp_ns
+        if last is None:
+            return False
+        step = stamp_ns - last
         gap = (len(self._steps) >= self._warmup
                and step > GAP_FACTOR * statistics.median(self._steps))
         self._steps.append(step)
