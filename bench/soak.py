@@ -97,7 +97,8 @@ def main() -> int:
     args = parser.parse_args()
 
     profile = ROOT / 'config' / 'fastdds_shm.xml'
-    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain),
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                FASTRTPS_DEFAULT_PROFILES_FILE=str(profile), PYTHONUNBUFFERED='1',
                PYTHONPATH=f'{ROOT}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
     os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'ROS_AUTOMATIC_DISCOVERY_RANGE',
@@ -114,7 +115,10 @@ def main() -> int:
          '-p', f'model_path:={args.model}', '-p', 'providers:=[cpu]', '-p', 'intra_op_threads:=1',
          '-p', 'extrinsics_source:=parameters',
          '-p', f'radar_extrinsics:=[{", ".join(map(str, extrinsics))}]',
-         '-p', 'sync_slop:=0.08', '-p', 'publish_color:=false', '-p', 'radar_timeout_s:=5.0'],
+         '-p', 'sync_slop:=0.08', '-p', 'publish_color:=false', '-p', 'radar_timeout_s:=5.0',
+         '-p', 'image_topic:=/CAM_FRONT/image_raw',
+         '-p', 'camera_info_topic:=/CAM_FRONT/camera_info',
+         '-p', 'radar_topics:=[/RADAR_FRONT]'],
         cwd=ROOT, env=env, stdout=log.open('wb'), stderr=subprocess.STDOUT)
     try:
         result = _drive(args, node, frames)

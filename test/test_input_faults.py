@@ -23,6 +23,7 @@ from xdrcdepth_ros.core.errors import ConversionError
 from xdrcdepth_ros.core.frame_step import (FrameBuilder, FRAMES_WITHOUT_RADAR, INPUT_GAPS,
                                            JUMP_CONFIRMATIONS, parameter_extrinsics, SkipReason)
 from xdrcdepth_ros.core.input_health import GapCounter
+from xdrcdepth_ros.core.model_metadata import DEFAULT_RADAR_FIELDS
 from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
 
 SECOND = 1_000_000_000
@@ -281,8 +282,9 @@ def test_frames_without_radar_make_the_period_degraded():
 
 
 def typed_cloud(x_type='<f4', n=4):
-    cloud = np.zeros(n, [('x', x_type), ('y', '<f4'), ('z', '<f4'), ('rcs', '<f4'),
-                         ('vx_comp', '<f4'), ('vy_comp', '<f4')])
+    """A cloud with the model's default radar fields, ``x`` of type ``x_type``."""
+    cloud = np.zeros(n, [('x', x_type), ('y', '<f4'), ('z', '<f4')]
+                     + [(name, '<f4') for name in DEFAULT_RADAR_FIELDS])
     cloud['x'], cloud['z'] = 10, 1
     return cloud
 
@@ -304,7 +306,7 @@ def test_non_physical_radar_points_are_dropped_and_counted(store, messages):
     cloud = typed_cloud()
     cloud['x'][0] = 1e30
     cloud['y'][1] = -1500.0
-    cloud['rcs'][2] = np.inf
+    cloud[DEFAULT_RADAR_FIELDS[0]][2] = np.inf
     builder = Builder(messages)
     builder.frames.add_camera_info(messages['info'])
     builder.frames.add_radar(0, cloud_msg(store, cloud, messages['stamp'] + 10_000_000), 0)

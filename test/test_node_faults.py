@@ -343,13 +343,14 @@ def test_radar_faults_are_counted_and_a_silent_radar_is_a_warning(
 
         before = rig.counter('frames_without_radar')
         sent = 0  # the radar stops; depth goes on without it, reported as WARN
-        while not diagnostics.arrived(DiagnosticStatus.WARN, ['radar /RADAR_FRONT silent',
+        topic = node.input_topics['radars'][0]
+        while not diagnostics.arrived(DiagnosticStatus.WARN, [f'radar {topic} silent',
                                                               'frames_without_radar']):
             assert sent < 100, f'no WARN naming the silent radar; seen {diagnostics.seen[-5:]}'
             np.testing.assert_allclose(script.good(cloud=None), script.expected(False),
                                        atol=1e-6, rtol=0)
             sent += 1
         assert rig.counter('frames_without_radar') == before + sent
-        assert float(node.diagnostics()[2]['/RADAR_FRONT age_s']) > 0.3
+        assert float(node.diagnostics()[2][f'{topic} age_s']) > 0.3
         assert_logged(capfd, "radar field 'x' has type int8",
                       'points, more than max_radar_points=10')

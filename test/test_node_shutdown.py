@@ -70,6 +70,20 @@ class NodeProcess:
         self._out.close()
 
 
+class RemoteNode:
+    """What :class:`ros_helpers.Rig` needs of the node, for the node in the other process:
+    its default input names (root namespace, compressed transport) and the graph."""
+
+    input_topics = {'image': '/image/compressed', 'camera_info': '/camera_info',
+                    'radars': ('/radar_0',)}
+
+    def __init__(self, driver) -> None:
+        self._driver = driver
+
+    def count_subscribers(self, topic: str) -> int:
+        return self._driver.count_subscribers(topic)
+
+
 def assert_clean(node: NodeProcess, seconds: float) -> None:
     text = node.text()
     assert node.process.returncode == 0, text
@@ -114,7 +128,7 @@ def test_a_signal_while_inferring_exits_0_without_a_frame_failure(
         node = NodeProcess(node_model, extrinsics, tmp_path / 'node.log')
         try:
             wait_for(lambda: READY in node.text(), node, 'start-up log line')
-            rig = Rig(harness, harness.node, compressed=True)
+            rig = Rig(harness, RemoteNode(harness.node), compressed=True)
             rig.deliver(compressed_msg(jpeg, stamp), K, cloud, stamp, radar_stamp)
             stop = threading.Event()
 

@@ -176,7 +176,7 @@ class XdrcDepthNode(Node):
                 f'{list(metadata.radar_fields)}; make sure they carry the same quantities')
         provider = getattr(self.pipeline.engine, 'provider', 'unknown')
         self.stats = NodeStats(str(getattr(provider, 'value', provider)),
-                               self.config.radar_topics, self.config.radar_timeout_s)
+                               self.input_topics['radars'], self.config.radar_timeout_s)
         self._last_warning: dict[str, int] = {}
         self._camera_frame = ''  # the newest image's frame_id: /diagnostics' hardware_id
         self._extrinsics = self._make_extrinsics()
