@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 from pathlib import Path
 import re
 import shlex
@@ -238,3 +239,14 @@ def test_launch_description_builds_with_launch_ros():
                 if isinstance(entity, DeclareLaunchArgument)]
     assert tuple(declared) == ARGUMENT_NAMES
     assert any(isinstance(entity, OpaqueFunction) for entity in description.entities)
+
+
+def test_the_demo_option_points_fast_dds_at_the_shipped_profile(monkeypatch):
+    """``xdrcdepth demo --fastdds-profile`` sets the variable before any participant exists."""
+    from xdrcdepth_ros.bag.node_run import use_fastdds_profile
+
+    # setenv records the original value, so the test leaves the environment as it found it.
+    monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', 'before')
+    path = use_fastdds_profile()
+    assert path == ROOT / 'config' / 'fastdds_shm.xml' and path.is_file()
+    assert os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] == str(path)
