@@ -1,12 +1,15 @@
 """Speed figures quoted in the README and docs are those of the bench JSON reports they cite.
 
 A section (the text under one ``#``/``##`` heading) that quotes a speed figure (``N ms``,
-``N FPS``, ``N Hz``, ``N frames per second``, or a speed-up ``N× faster`` / ``N× torch``) must
+``N FPS``, ``N frames per second``, or a speed-up ``N× faster`` / ``N× torch``) must
 cite at least one ``bench/*.json`` report, and every figure in it must be a value of a cited
 report at the printed precision (for rates: also 1000 / a value in ms); targets (``< 2 ms``)
 are not figures. The engineering log of
 docs/performance.md (its "Log of earlier runs" section) is exempt: it says that no report backs
 it. The model card's figures are checked by test_model_card.py against model_card_metrics.json.
+``N Hz`` is not a figure: the docs use it for sensor and input rates (a 30 Hz camera, the
+ARS408's 13 Hz), which are settings of a test or a sensor, not measurements; throughput is quoted
+in FPS or ms.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / 'README.md', *sorted((ROOT / 'docs').glob('*.md'))]
 EXEMPT_HEADING = '## Log of earlier runs'
 NUMBER = r'(?<![<≤]\s)(?<![\d.])(\d+(?:\.\d+)?)'  # '< 2 ms', '≤ 5 ms' are targets, not figures
-FIGURES = [re.compile(NUMBER + r'(?:\s?[–-]\s?' + NUMBER + r')?\s?(?:ms|FPS|Hz)\b'),
+FIGURES = [re.compile(NUMBER + r'(?:\s?[–-]\s?' + NUMBER + r')?\s?(?:ms|FPS)\b'),
            re.compile(NUMBER + r'(?:\s?[–-]\s?' + NUMBER + r')?\s(?:frames per second)'),
            re.compile(NUMBER + r'×\s(?:faster|slower|torch)')]
 REPORT = re.compile(r'(?:docs/)?bench/([\w.-]+\.json)')
