@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+import queue
 import signal
 import subprocess
 import sys
@@ -92,6 +93,29 @@ def assert_clean(node: NodeProcess, seconds: float) -> None:
     assert seconds < EXIT_WITHIN_S, f'exit took {seconds:.2f} s\n{text}'
 
 
+def first_depth(rig: Rig, jpeg: bytes, K, cloud, stamp: int, radar_stamp: int) -> int:
+    """Send frames 50 ms apart until the node in the other process answers one with depth.
+
+    Discovery across processes is not symmetric: our publishers may see the node's readers
+    before the node has matched, say, our CameraInfo writer, so the first image can arrive alone
+    and be skipped (no CameraInfo). A copy of it would be a duplicate stamp, hence fresh stamps.
+    Returns how many 50 ms steps were used.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    step = 0
+    while time.monotonic() < deadline:
+        offset = step * 50_000_000
+        rig.send(compressed_msg(jpeg, stamp + offset), K, cloud, stamp + offset,
+                 radar_stamp + offset)
+        step += 1
+        try:
+            rig.out['depth'].get(timeout=2.0)
+            return step
+        except queue.Empty:
+            continue
+    pytest.fail(f'no depth from the node process after {step} frames in {TIMEOUT} s')
+
+
 def wait_for(predicate, node: NodeProcess, what: str) -> None:
     deadline = time.monotonic() + 60
     while not predicate():
@@ -129,11 +153,11 @@ def test_a_signal_while_inferring_exits_0_without_a_frame_failure(
         try:
             wait_for(lambda: READY in node.text(), node, 'start-up log line')
             rig = Rig(harness, RemoteNode(harness.node), compressed=True)
-            rig.deliver(compressed_msg(jpeg, stamp), K, cloud, stamp, radar_stamp)
+            first = first_depth(rig, jpeg, K, cloud, stamp, radar_stamp)
             stop = threading.Event()
 
             def stream() -> None:
-                step = 0
+                step = first
                 while not stop.is_set():
                     step += 1
                     offset = step * 50_000_000
