@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'test'))
 
+from timing import write_report  # noqa: E402 - bench/ is on sys.path when a script runs
+
 DROP_KEYS = ('dropped_superseded', 'dropped_stale', 'dropped_overflow', 'duplicates',
              'dropped_reset', 'frames_incomplete', 'input_gaps', 'frames_without_radar',
              'skipped_late_stamp', 'skipped_processing_error', 'image_received', 'published')
@@ -131,10 +133,8 @@ def main() -> int:
             result_rc = node.wait()
     result['node_exit_code'] = result_rc
     result['node_log_tail'] = log.read_text(errors='replace').splitlines()[-3:]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    print(json.dumps(result, indent=2))
+    write_report(args.json, result)  # with the machine, as docs/bench/ reports carry it
     return 0
 
 
