@@ -107,7 +107,7 @@ def main() -> int:
                                            'FASTRTPS_DEFAULT_PROFILES_FILE')})
     frames, tables = load_frames(args.width, args.height)
 
-    from xdrcdepth_ros.core.config import extrinsics_from_transform
+    from xdrcdepth_ros.core.geometry import extrinsics_from_transform
 
     first = next(iter(tables.keyframes()))
     extrinsics = extrinsics_from_transform(first.T_cam_from('RADAR_FRONT'))

@@ -18,7 +18,7 @@ import pytest
 
 from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.core.frame import Frame, RadarSweep
-from xdrcdepth_ros.core.config import extrinsics_from_transform
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform
 
 DOMAIN_ID = 1 + os.getpid() % 101
 RADAR_FIELDS = ('rcs', 'vx_comp', 'vy_comp')

@@ -12,9 +12,11 @@ from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.bag.io import typestore
 from xdrcdepth_ros.bag.messages import header
 from xdrcdepth_ros.core.engine import ModelMetadata
-from xdrcdepth_ros.core.frame_step import (FrameBuilder, MessageClasses, NONFINITE_RADAR_POINTS,
-                                           output_messages, parameter_extrinsics, SkipReason)
-from xdrcdepth_ros.core.config import extrinsics_from_transform, NodeConfig
+from xdrcdepth_ros.core.frame_step import (FrameBuilder, NONFINITE_RADAR_POINTS,
+                                           parameter_extrinsics, SkipReason)
+from xdrcdepth_ros.core.outputs import MessageClasses, output_messages
+from xdrcdepth_ros.core.config import NodeConfig
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform
 
 WAIT_NS = 100_000_000
 METADATA = ModelMetadata(model_name='xdrcdepth_tiny', input_height=96, input_width=192)

@@ -227,7 +227,7 @@ def test_replay_runs_the_imported_model_on_the_bundled_bag(imported, nuscenes_ro
     from xdrcdepth_ros.bag.io import BagReader
     from xdrcdepth_ros.bag.replay import replay_bag
     from xdrcdepth_ros.core import conversions
-    from xdrcdepth_ros.core.frame_step import output_topic
+    from xdrcdepth_ros.core.outputs import output_topic
 
     bag = tmp_path / 'nusc'
     convert_nuscenes(nuscenes_root, bag, progress=False)

@@ -13,8 +13,8 @@ import yaml
 from ros_helpers import node_model
 from xdrcdepth_ros.core import config as node_params
 from xdrcdepth_ros.ros import param_docs
-from xdrcdepth_ros.core.geometry import transform_from_xyzw
-from xdrcdepth_ros.core.config import (check_value, engine_providers, extrinsics_from_transform,
+from xdrcdepth_ros.core.geometry import extrinsics_from_transform, transform_from_xyzw
+from xdrcdepth_ros.core.config import (check_value, engine_providers,
                                        NodeConfig, PARAMETER_NAMES, PARAMETERS, PROVIDERS,
                                        ParamType)
 

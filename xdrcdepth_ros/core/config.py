@@ -17,12 +17,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from xdrcdepth_ros.core.geometry import extrinsics_from_transform, transform_from_xyzw
+from xdrcdepth_ros.core.geometry import transform_from_xyzw
 from xdrcdepth_ros.core.sync import (DEFAULT_BUFFER_SIZE, DEFAULT_MAX_AGE_NS, DEFAULT_SLOP_NS,
                                      DEFAULT_WAIT_NS, SyncConfig)
 
 __all__ = ['check_value', 'default_model_path', 'defaults', 'engine_providers',
-           'extrinsics_from_transform', 'load_params_file', 'NodeConfig', 'PARAMETERS',
+           'load_params_file', 'NodeConfig', 'PARAMETERS',
            'ParamSpec', 'ParamType', 'resolve_model_path', 'spec']
 
 DEFAULT_MODEL_NAME = 'xdrcdepth_student.onnx'

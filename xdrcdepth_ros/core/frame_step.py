@@ -40,20 +40,15 @@ from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.core.errors import XdrcDepthError
 from xdrcdepth_ros.core.frame import Frame, RadarSweep
 from xdrcdepth_ros.core.config import engine_providers, NodeConfig, resolve_model_path
-# The output side lives in core.outputs; its names stay importable from here as before.
-from xdrcdepth_ros.core.outputs import (JPEG_QUALITY, MessageClasses, NODE_NAME, output_camera,
-                                        output_messages, output_topic, OUTPUT_SUFFIXES,
-                                        OUTPUT_TYPES)
+from xdrcdepth_ros.core.outputs import MessageClasses, output_messages
 from xdrcdepth_ros.core.input_health import GapCounter
 from xdrcdepth_ros.core.sync import FrameAssembler, SyncedFrame
 
 if TYPE_CHECKING:
     from xdrcdepth_ros.core.pipeline import DepthPipeline
 
-__all__ = ['BuiltFrame', 'Count', 'Extrinsics', 'FrameBuilder', 'FrameStep', 'JPEG_QUALITY',
-           'MessageClasses', 'NODE_NAME', 'NONFINITE_RADAR_POINTS', 'output_camera',
-           'output_messages', 'output_topic', 'OUTPUT_SUFFIXES', 'OUTPUT_TYPES',
-           'parameter_extrinsics', 'PIPELINE_PARAMETERS', 'pipeline_from_config', 'pipeline_key',
+__all__ = ['BuiltFrame', 'Count', 'Extrinsics', 'FrameBuilder', 'FrameStep',
+           'NONFINITE_RADAR_POINTS', 'parameter_extrinsics', 'PIPELINE_PARAMETERS', 'pipeline_from_config', 'pipeline_key',
            'radar_field_map', 'Report', 'SkipReason', 'StepOutput']
 
 NONFINITE_RADAR_POINTS = conversions.RadarPointDrop.NONFINITE.value

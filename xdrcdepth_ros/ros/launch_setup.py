@@ -24,7 +24,7 @@ import yaml
 
 from xdrcdepth_ros.core.config import (absolute_topic, check_value, load_params_file, NodeConfig,
                                        transport_topic)
-from xdrcdepth_ros.core.frame_step import NODE_NAME, output_topic
+from xdrcdepth_ros.core.outputs import NODE_NAME, output_topic
 
 CAMERA_PLACEHOLDER = '{camera}'
 

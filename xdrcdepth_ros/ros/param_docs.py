@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from xdrcdepth_ros.core.config import PARAMETER_NAMES, PARAMETERS, ParamSpec, ParamType
-from xdrcdepth_ros.core.frame_step import OUTPUT_TYPES
+from xdrcdepth_ros.core.outputs import OUTPUT_TYPES
 from xdrcdepth_ros.ros.launch_setup import LAUNCH_ARGUMENTS
 
 _JSON_TYPES = {
