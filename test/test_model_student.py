@@ -168,3 +168,35 @@ def test_pretrained_path_loads_local_imagenet_weights(tmp_path):
                                    reference.features[18][0].weight)
     with pytest.raises(FileNotFoundError, match='missing.pth'):
         create_model('xdrcdepth_tiny', pretrained_path=str(tmp_path / 'missing.pth'))
+
+
+def test_row_prior_model_starts_at_its_profile_and_survives_a_checkpoint(tmp_path):
+    """With a row prior the untrained student outputs the profile in every row (all four
+    heads), resampled for another input height; the profile travels in the checkpoint."""
+    model = create_model('xdrcdepth_tiny', row_prior_rows=64).eval()
+    profile = torch.linspace(70.0, 3.0, 64)
+    model.row_prior.set_profile(profile)
+    image, radar = _inputs(1, 64, 96, seed=1)
+    with torch.no_grad():
+        out = model(image, radar)
+    torch.testing.assert_close(out.depth[0, 0], profile[:, None].expand(64, 96),
+                               rtol=1e-4, atol=1e-3)
+    # The 1/8 head sees 8 rows: the profile averaged down, not a copy of its first rows.
+    assert out.intermediate[0][0, 0, 0, 0] < 70.0 and out.intermediate[0][0, 0, -1, 0] > 3.0
+    with torch.no_grad():
+        taller = model(*_inputs(1, 128, 96, seed=1)).depth[0, 0, :, 0]
+    assert taller[0] == pytest.approx(70.0, rel=0.02) and taller[-1] == pytest.approx(3.0, rel=0.05)
+    assert bool((taller[1:] <= taller[:-1] + 1e-4).all())  # still decreasing down the image
+    save_checkpoint(tmp_path / 'prior.pt', model)
+    loaded, payload = load_checkpoint(tmp_path / 'prior.pt')
+    assert payload['model_kwargs'] == {'row_prior_rows': 64}
+    torch.testing.assert_close(loaded.row_prior.depth, profile)
+
+
+def test_row_prior_rejects_a_profile_of_another_length_or_with_nan():
+    model = create_model('xdrcdepth_tiny', row_prior_rows=16)
+    with pytest.raises(ValueError, match='16 rows, got a profile of 8'):
+        model.row_prior.set_profile(torch.ones(8))
+    with pytest.raises(ValueError, match='non-finite'):
+        model.row_prior.set_profile(torch.full((16,), float('nan')))
+    assert create_model('xdrcdepth_tiny').row_prior is None  # the paper's model has none

@@ -237,3 +237,17 @@ def test_normalize_cam_is_per_image_and_keeps_zero_maps():
     assert float(out[0].max()) == pytest.approx(1.0)
     assert float(out[0, 0, 0, 0]) == pytest.approx(0.25)
     assert torch.equal(out[1], torch.zeros(1, 3, 3))
+
+
+def test_closed_form_equals_autograd_with_a_row_prior():
+    """The row prior shifts the head's logits, so the sigmoid's slope in the closed form must
+    see it: with trained (non-zero) heads the two maps still agree."""
+    torch.manual_seed(2)
+    model = create_model('xdrcdepth_tiny', row_prior_rows=64).eval()
+    model.row_prior.set_profile(torch.linspace(90.0, 2.0, 64))
+    for head in (model.head8, model.head4, model.head2, model.head):
+        torch.nn.init.normal_(head.conv.weight, std=0.05)
+    image, radar = torch.rand(1, 3, 64, 96), torch.zeros(1, 4, 64, 96)
+    _, saliency = model.forward_with_saliency(image, radar)
+    expected = normalize_cam(grad_cam(model, image, radar, 'head_input'), eps=1e-6)
+    torch.testing.assert_close(saliency, expected, rtol=1e-4, atol=1e-5)

@@ -174,3 +174,24 @@ def test_frozen_blocks_held_batchnorm_and_encoder_lr(cache_root):
     assert encoder_group['lr'] == pytest.approx(0.1 * decoder_group['lr'])
     with pytest.raises(ValueError, match='need MobileNetV2 encoders'):
         config_from_dict(tiny_config(cache_root, 'x', model={'encoder_bn_eval': True}))
+
+
+def test_row_prior_is_fitted_on_the_train_split(cache_root):
+    """model.row_prior: train_split stores the row-median profile of the training split's
+    sparse GT in the model (the model card's row-median predictor), so step 0 predicts it."""
+    from xdrcdepth_ros.train.baselines import fit_row_median
+    from xdrcdepth_ros.train.batches import sample_arrays
+
+    cfg = tiny_config(cache_root, 'prior', model={'row_prior': 'train_split'},
+                      data={'crop_height': 64}, optim={'steps': 1}, run={'ckpt_every': 0})
+    trainer = Trainer(config_from_dict(cfg))
+    expected = fit_row_median(sample_arrays(trainer.train_set[i])['gt_sparse']
+                              for i in range(len(trainer.train_set)))
+    np_profile = trainer.model.row_prior.depth.numpy()
+    assert np_profile.shape == (64,)
+    assert abs(np_profile - expected.clip(0.1, 99.9)).max() < 1e-4
+    with pytest.raises(ValueError, match='full-height training crops'):
+        config_from_dict(tiny_config(cache_root, 'x', model={'row_prior': 'train_split'},
+                                     data={'crop_height': 32}))
+    with pytest.raises(ValueError, match='row_prior must be one of'):
+        config_from_dict(tiny_config(cache_root, 'x', model={'row_prior': 'lidar'}))

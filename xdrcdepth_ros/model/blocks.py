@@ -7,6 +7,7 @@
   where each branch is a 1x1 (point-wise) reduction followed by a depthwise dilated 3x3.
 * ``DenseASPP``: the BTS-style dense ASPP with full 3x3 dilated convolutions (teacher).
 * ``UpConv``, ``ConvBNAct``, ``DepthHead``, ``ImageNormalize``: small decoder pieces.
+* ``RowPrior``: a per-row depth profile the depth heads refine (geometry that transfers).
 
 All tensors are NCHW float. Depth maps are in metres.
 """
@@ -207,9 +208,62 @@ class DepthHead(nn.Module):
         """(B, C, h, w) → pre-sigmoid logits (B, 1, h, w)."""
         return self.conv(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) → depth (B, 1, h, w) in metres, in (0, max_depth)."""
-        return self.max_depth * torch.sigmoid(self.conv(x))
+    def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, h, w) → depth (B, 1, h, w) in metres, in (0, max_depth).
+
+        ``prior``: logits added before the sigmoid (broadcast to (B, 1, h, w)), e.g. a
+        :class:`RowPrior`, so the convolution learns a correction to it.
+        """
+        logits = self.conv(x)
+        return self.max_depth * torch.sigmoid(logits if prior is None else logits + prior)
+
+    def zero_(self) -> None:
+        """Zero the convolution: the head then outputs exactly its prior until trained."""
+        nn.init.zeros_(self.conv.weight)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
+
+
+class RowPrior(nn.Module):
+    """A per-image-row depth profile, as pre-sigmoid logits of a ``DepthHead``.
+
+    In a forward-looking camera the row alone says much of the depth (the road below the
+    horizon, far above it), and that geometry is what carries from synthetic scenes to real
+    roads. Heads that add these logits learn a correction to the profile instead of the whole
+    depth. The profile (``depth``, metres, one value per row of the training frame) is a
+    persistent buffer, fitted by the trainer on the training split; for another input height
+    it is resampled linearly over the normalised row.
+
+    Args:
+        rows: number of rows of the stored profile.
+        max_depth: the heads' max_depth, m.
+    """
+
+    def __init__(self, rows: int, max_depth: float) -> None:
+        super().__init__()
+        if rows < 2:
+            raise ValueError(f'a row prior needs at least 2 rows, got {rows}')
+        self.max_depth = float(max_depth)
+        self.register_buffer('depth', torch.full((rows,), self.max_depth / 2))
+
+    def set_profile(self, depth_m: Sequence[float] | torch.Tensor) -> None:
+        """Store a (rows,) profile in metres; values are clamped into (0, max_depth)."""
+        depth = torch.as_tensor(depth_m, dtype=torch.float32).flatten()
+        if depth.shape != self.depth.shape:
+            raise ValueError(f'row prior has {self.depth.numel()} rows, got a profile of '
+                             f'{depth.numel()}')
+        if not bool(torch.isfinite(depth).all()):
+            raise ValueError('row prior profile holds non-finite depths')
+        self.depth.copy_(depth.clamp(1e-3 * self.max_depth, 0.999 * self.max_depth))
+
+    def forward(self, height: int) -> torch.Tensor:
+        """(1, 1, height, 1) logits of the profile resampled to ``height`` rows."""
+        p = (self.depth / self.max_depth).clamp(1e-4, 1 - 1e-4)
+        logits = torch.log(p) - torch.log1p(-p)
+        if height != logits.numel():
+            logits = F.interpolate(logits[None, None], size=height, mode='linear',
+                                   align_corners=False)[0, 0]
+        return logits.view(1, 1, height, 1)
 
 
 def upsample_to(x: torch.Tensor, factor: int, mode: str = 'bilinear') -> torch.Tensor:

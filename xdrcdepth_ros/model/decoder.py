@@ -18,19 +18,26 @@ def decode(model: nn.Module, s2: torch.Tensor, s4: torch.Tensor, s8: torch.Tenso
     """Decode fused skips at 1/2 … 1/32 into depth, intermediate depths and named features.
 
     Intermediate depth heads at 1/8, 1/4 and 1/2 feed (as depth / max_depth) the next stage,
-    as BTS's LPG outputs do; they are returned upsampled to full resolution, in metres.
+    as BTS's LPG outputs do; they are returned upsampled to full resolution, in metres. A
+    model with a ``row_prior`` (``RowPrior``) adds its logits to every depth head.
     """
     inv = 1.0 / model.max_depth
+    row_prior = getattr(model, 'row_prior', None)
+    full_h = s2.shape[2] * 2
+
+    def prior(scale: int) -> torch.Tensor | None:
+        return None if row_prior is None else row_prior(full_h // scale)
+
     f16 = model.iconv5(torch.cat([model.up5(s32), s16], dim=1))
     f8 = model.daspp(model.iconv4(torch.cat([model.up4(f16), s8], dim=1)))
-    d8 = model.head8(f8)
+    d8 = model.head8(f8, prior(8))
     f4 = model.iconv3(torch.cat([model.up3(f8), s4, upsample_to(d8, 2) * inv], dim=1))
-    d4 = model.head4(f4)
+    d4 = model.head4(f4, prior(4))
     f2 = model.iconv2(torch.cat([model.up2(f4), s2, upsample_to(d4, 2) * inv], dim=1))
-    d2 = model.head2(f2)
+    d2 = model.head2(f2, prior(2))
     d8_full, d4_full, d2_full = upsample_to(d8, 8), upsample_to(d4, 4), upsample_to(d2, 2)
     f1 = model.iconv1(torch.cat(
         [model.up1(f2), d8_full * inv, d4_full * inv, d2_full * inv], dim=1))
-    depth = model.head(f1)
+    depth = model.head(f1, prior(1))
     features = {'1/16': f16, '1/8': f8, '1/4': f4, '1/2': f2, '1': f1}
     return ModelOutput(depth, [d8_full, d4_full, d2_full], features, f1)

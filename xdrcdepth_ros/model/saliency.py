@@ -106,7 +106,8 @@ def grad_cam(model: nn.Module, image: torch.Tensor, radar: torch.Tensor, layer: 
 
 def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
                          mask: torch.Tensor | None = None, *,
-                         scale_free: bool = False) -> torch.Tensor:
+                         scale_free: bool = False,
+                         prior: torch.Tensor | None = None) -> torch.Tensor:
     """Grad-CAM at the input of ``head`` (B, 1, H, W), analytic: no backward pass.
 
     Equals ``grad_cam(model, ..., layer='head_input', mask=mask)`` for the model owning
@@ -115,7 +116,8 @@ def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
 
     With ``scale_free=True`` α_c is the spatial *sum* of the gradient instead of its mean: each
     image's map is multiplied by H·W, so ``normalize_cam`` gives the same result, but the values
-    stay O(1) instead of O(1 / (H·W)) — safer in float16 engines.
+    stay O(1) instead of O(1 / (H·W)) — safer in float16 engines. ``prior``: the logits the
+    head adds before its sigmoid (``DepthHead.forward``), if any.
     """
     conv = head.conv
     k_h, k_w = conv.kernel_size
@@ -123,7 +125,7 @@ def closed_form_head_cam(head: DepthHead, head_input: torch.Tensor,
             or conv.padding != (k_h // 2, k_w // 2) or conv.padding_mode != 'zeros'):
         raise ValueError('closed_form_head_cam needs a stride-1, undilated, zero-padded '
                          '"same" convolution head')
-    logits = conv(head_input)
+    logits = conv(head_input) if prior is None else conv(head_input) + prior
     sig = torch.sigmoid(logits)
     m = _mask_like(logits, mask)
     # u·m ∝ ∂y/∂z per pixel (y = mean depth over the mask); averages only, so values stay O(1).

@@ -25,7 +25,7 @@ from torch import nn
 
 from xdrcdepth_ros.model.blocks import (
     ConvBNAct, DEFAULT_DASPP_RATES, DepthHead, FiLM, FiLMMode, ImageNormalize, PointwiseDASPP,
-    UpConv)
+    RowPrior, UpConv)
 from xdrcdepth_ros.model.decoder import decode
 from xdrcdepth_ros.model.encoders import MobileNetV2Encoder
 from xdrcdepth_ros.model.output import check_inputs, ModelOutput
@@ -50,6 +50,9 @@ class XDRCDepth(nn.Module):
         daspp_rates: DASPP dilation rates.
         film_mode: ``'channel'`` (paper, γ/β per channel) or ``'spatial'``.
         head_kernel: kernel size of the final depth head.
+        row_prior_rows: > 0 adds a :class:`RowPrior` of that many rows to every depth head
+            and zeroes the heads, so the untrained model outputs the profile (fitted by the
+            trainer: ``model.row_prior: train_split``); 0 (the paper's model) has none.
     """
 
     def __init__(self, *, max_depth: float = 100.0, radar_channels: int = 4,
@@ -58,7 +61,8 @@ class XDRCDepth(nn.Module):
                  fused_channels: Sequence[int] = (32, 48, 64, 160, 320),
                  decoder_channels: Sequence[int] = (320, 128, 64, 32, 16),
                  daspp_branch: int = 96, daspp_rates: Sequence[int] = DEFAULT_DASPP_RATES,
-                 film_mode: str = FiLMMode.CHANNEL.value, head_kernel: int = 3) -> None:
+                 film_mode: str = FiLMMode.CHANNEL.value, head_kernel: int = 3,
+                 row_prior_rows: int = 0) -> None:
         super().__init__()
         if len(fused_channels) != 5 or len(decoder_channels) != 5:
             raise ValueError('fused_channels and decoder_channels need five entries each')
@@ -95,6 +99,10 @@ class XDRCDepth(nn.Module):
         self.up1 = UpConv(d2, d1)
         self.iconv1 = ConvBNAct(d1 + 3, d1, 3)
         self.head = DepthHead(d1, max_depth, kernel_size=head_kernel)
+        self.row_prior = RowPrior(row_prior_rows, max_depth) if row_prior_rows > 0 else None
+        if self.row_prior is not None:
+            for head in (self.head8, self.head4, self.head2, self.head):
+                head.zero_()
 
     def encode(self, image: torch.Tensor, radar: torch.Tensor) -> list[torch.Tensor]:
         """Fused multi-scale features (B, fused_channels[k], H/2^(k+1), W/2^(k+1)), fine first."""
@@ -121,5 +129,6 @@ class XDRCDepth(nn.Module):
         from xdrcdepth_ros.model.saliency import closed_form_head_cam, normalize_cam
 
         out = self.forward(image, radar)
-        cam = closed_form_head_cam(self.head, out.head_input, scale_free=True)
+        prior = None if self.row_prior is None else self.row_prior(image.shape[2])
+        cam = closed_form_head_cam(self.head, out.head_input, scale_free=True, prior=prior)
         return out.depth, normalize_cam(cam, eps=1e-6)

@@ -40,6 +40,8 @@ class DataConfig:
 
 # Models whose two encoders are torchvision MobileNetV2 at width 1.0 (ImageNet weights fit).
 IMAGENET_MODELS = ('xdrcdepth', 'lircdepth')
+ROW_PRIORS = ('none', 'train_split')
+ROW_PRIOR_MODELS = ('xdrcdepth', 'xdrcdepth_tiny')
 
 
 @dataclass
@@ -55,6 +57,8 @@ class ModelConfig:
     pretrained: str = 'none'            # imagenet | none | path to mobilenet_v2-b0353104.pth
     freeze_image_blocks: int = 0        # first N of the image encoder's 19 blocks not trained
     encoder_bn_eval: bool = False       # encoders' BatchNorm keeps its (ImageNet) statistics
+    # none | train_split: depth heads refine a per-row median depth fitted on the train split
+    row_prior: str = 'none'
 
 
 @dataclass
@@ -256,6 +260,18 @@ def validate(cfg: TrainConfig) -> None:
     if (m.freeze_image_blocks or m.encoder_bn_eval) and m.name not in IMAGENET_MODELS:
         raise ValueError('model.freeze_image_blocks and model.encoder_bn_eval need MobileNetV2 '
                          f'encoders ({", ".join(IMAGENET_MODELS)}), not {m.name!r}')
+    if m.row_prior not in ROW_PRIORS:
+        raise ValueError(f'model.row_prior must be one of {", ".join(ROW_PRIORS)}, got '
+                         f'{m.row_prior!r}')
+    if m.row_prior != 'none':
+        if m.name not in ROW_PRIOR_MODELS:
+            raise ValueError(f'model.row_prior needs a model with a row prior '
+                             f'({", ".join(ROW_PRIOR_MODELS)}), not {m.name!r}')
+        # The prior is indexed by the row of the full frame: crops must keep every row.
+        if d.crop_height not in (0, d.height) or d.zoom_max != 1.0:
+            raise ValueError('model.row_prior needs full-height training crops '
+                             f'(data.crop_height 0 or {d.height}) and data.zoom_max 1, got '
+                             f'crop_height {d.crop_height}, zoom_max {d.zoom_max}')
     if not 0 <= m.freeze_image_blocks <= 19:
         raise ValueError(f'model.freeze_image_blocks must be 0..19 (MobileNetV2 blocks), got '
                          f'{m.freeze_image_blocks}')

@@ -23,13 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from xdrcdepth_ros.core.evaluate import MetricAccumulator
 from xdrcdepth_ros.train import losses
-from xdrcdepth_ros.train.batches import CropDataset, StepSampler, build_dataset
+from xdrcdepth_ros.train.baselines import fit_row_median
+from xdrcdepth_ros.train.batches import CropDataset, StepSampler, build_dataset, sample_arrays
 from xdrcdepth_ros.train.config import ModelConfig, model_kwargs, TrainConfig, save_config
 from xdrcdepth_ros.train.distill import Distiller
 
@@ -142,7 +144,9 @@ class Trainer:
         self.best_mae = math.inf
         self.history: list[dict] = []
 
-        self.model = create_model(cfg.model.name, **model_kwargs(cfg.model)).to(self.device)
+        self.train_set = build_dataset(cfg.data, cfg.data.train_split)
+        self.val_set = build_dataset(cfg.data, cfg.data.val_split) if self.is_main else None
+        self.model = self._build_model(create_model).to(self.device)
         self.held_norms = hold_encoders(self.model, cfg.model)
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), lr=cfg.optim.lr,
                                            eps=cfg.optim.eps)
@@ -162,8 +166,18 @@ class Trainer:
         if self.world > 1:
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
-        self.train_set = build_dataset(cfg.data, cfg.data.train_split)
-        self.val_set = build_dataset(cfg.data, cfg.data.val_split) if self.is_main else None
+
+    def _build_model(self, create_model) -> nn.Module:
+        """The student of ``cfg.model``; with ``row_prior: train_split`` its row profile is the
+        per-row median of the training split's sparse GT (the row-median baseline's)."""
+        kwargs = model_kwargs(self.cfg.model)
+        if self.cfg.model.row_prior == 'none':
+            return create_model(self.cfg.model.name, **kwargs)
+        profile = fit_row_median(sample_arrays(self.train_set[i])['gt_sparse']
+                                 for i in range(len(self.train_set)))
+        model = create_model(self.cfg.model.name, row_prior_rows=len(profile), **kwargs)
+        model.row_prior.set_profile(profile)
+        return model
 
     def _resume(self, path: str, load_checkpoint) -> None:
         model, extra = load_checkpoint(path)
