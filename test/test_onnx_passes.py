@@ -180,6 +180,7 @@ def test_subpixel_rewrite_equals_the_original(coordinates, rounding, batch_norm,
 
 @pytest.mark.parametrize('model', [
     pytest.param(_upconv(channels=16), id='too few input channels'),
+    pytest.param(_upconv(channels=160), id='too many input channels'),
     pytest.param(_upconv(scales=(1, 1, 3, 3)), id='x3'),
     pytest.param(_upconv(rounding='ceil'), id='other nearest rounding'),
     pytest.param(_upconv(stride=2), id='strided conv'),

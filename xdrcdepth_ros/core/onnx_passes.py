@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+SUBPIXEL_MAX_IN_CHANNELS = 128
+"""Widest upconv input that ``subpixel_upsample_convs`` rewrites by default (see there)."""
+
 CHANNEL_BLOCK = 16
 """Input channel multiple that keeps a conv in onnxruntime's NCHWc layout on every x86 CPU
 (AVX-512 blocks of 16; AVX2's blocks of 8 divide it)."""
@@ -322,7 +325,8 @@ def subpixel_phase_kernels(weight: np.ndarray) -> list[np.ndarray]:
     return [fold(fold(weight, a, 2), b, 3) for a in (0, 1) for b in (0, 1)]
 
 
-def subpixel_upsample_convs(model: Any, min_in_channels: int = 32) -> list[str]:
+def subpixel_upsample_convs(model: Any, min_in_channels: int = 32,
+                            max_in_channels: int | None = SUBPIXEL_MAX_IN_CHANNELS) -> list[str]:
     """Replace ×2 nearest Resize → 3x3 Conv by four 2x2 phase convs + DepthToSpace, in place.
 
     Qualifies: a nearest Resize with constant scales (1, 1, 2, 2) in a mode listed in
@@ -339,6 +343,10 @@ def subpixel_upsample_convs(model: Any, min_in_channels: int = 32) -> list[str]:
             large. Measured on the student at 352×704: every upconv gains through OpenVINO,
             including the full-resolution one with 32 input channels (−4 %); through ORT's
             own CPU kernels that one costs about 1 % and the others gain.
+        max_in_channels: convs with more input channels are left alone too (None: no
+            limit). The four phase kernels hold 16/9 of the 3x3 weights, and the widest
+            upconvs, which run at 1/16 and 1/8 of the input size, hold most of them: on the
+            student they would add 4 MB to the file for a fraction of a millisecond.
 
     Returns:
         Names of the rewritten convs.
@@ -355,7 +363,8 @@ def subpixel_upsample_convs(model: Any, min_in_channels: int = 32) -> list[str]:
             continue
         weights = g.conv_weights(conv)
         if (weights is None or weights[0].shape[2:] != (3, 3)
-                or weights[0].shape[1] < min_in_channels):
+                or weights[0].shape[1] < min_in_channels
+                or (max_in_channels is not None and weights[0].shape[1] > max_in_channels)):
             continue
         weight, bias, output = g.fold_following_batch_norm(conv, *weights)
         relu = g.sole_consumer(output, 'Relu')
