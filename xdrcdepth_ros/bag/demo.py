@@ -108,7 +108,7 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
         log('[2/4] running the xdrcdepth node in-process, fed by the bag player over DDS '
             '(localhost, private ROS domain)')
         try:
-            frames = _node_backend(out, depth_bag, overrides)
+            frames = node_backend(out / 'input_bag', depth_bag, out / 'params', overrides)
         except Exception as err:  # noqa: BLE001 - auto falls back; an explicit node re-raises
             if backend == 'node':
                 raise
@@ -147,17 +147,22 @@ def run_demo(out: str | Path = 'demo_output', *, model: str | Path | None = None
     return summary_data
 
 
-def _node_backend(out: Path, depth_bag: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Run the node on the input bag, record into ``depth_bag``; returns the frame summary."""
+def node_backend(input_bag: Path, depth_bag: Path, params_dir: Path,
+                 overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the node (rclpy over DDS) on a converter bag scene by scene, record its outputs and
+    the bag's inputs into ``depth_bag`` (replaced); returns the frame summary.
+
+    Raises:
+        XdrcDepthError: the node published no depth.
+    """
     from xdrcdepth_ros.bag.node_run import run_node_on_bag
 
     with BagWriter(depth_bag, overwrite=True) as writer:
-        run = run_node_on_bag(out / 'input_bag', writer, bag_scenes(out / 'input_bag'),
-                              out / 'params', overrides)
+        run = run_node_on_bag(input_bag, writer, bag_scenes(input_bag), params_dir, overrides)
         if run.frames_out == 0:
             raise XdrcDepthError(f'the node published no depth for {run.frames_in} images '
                                  f'(diagnostics: {run.diagnostics})')
-        _copy_inputs(out / 'input_bag', writer)
+        _copy_inputs(input_bag, writer)
     return {'frames_in': run.frames_in, 'frames_out': run.frames_out, 'provider': run.provider,
             'latency_ms': run.latency_ms, 'node_diagnostics': run.diagnostics,
             'run_s': round(run.wall_s, 2)}

@@ -16,7 +16,7 @@ import bisect
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -105,7 +105,9 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
                  radar_topics: Sequence[str] | None = None, caps: Sequence[float] = DEFAULT_CAPS,
                  max_lidar_offset_ms: float = 60.0, radar_slop_ms: float = 60.0,
                  panels_dir: str | Path | None = None, panel_max_depth: float = 80.0,
-                 progress: bool = True, skip_corrupt: bool = False) -> BagEvaluation:
+                 progress: bool = True, skip_corrupt: bool = False,
+                 on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None
+                 ) -> BagEvaluation:
     """Score every depth image of ``bag`` against the LiDAR sweep nearest in time.
 
     Args:
@@ -193,7 +195,7 @@ def evaluate_bag(bag: str | Path, *, depth_topic: str = output_topic('depth'),
             scorer = _Scorer(_Topics(depth_topic, info_topic, lidar_topic, image_topic,
                                      camera_info_in, saliency_topic, tuple(radar_topics)),
                              tf, MetricAccumulator(caps), skipped, staging, panel_max_depth,
-                             panels_dir)
+                             panels_dir, on_frame)
             bar = tqdm(total=len(plan), desc='evaluate', unit='frame', disable=not progress)
             with bar:
                 for message in reader.messages({topic for topic, _ in wanted}):
@@ -238,6 +240,7 @@ class _Scorer:
     panel_max_depth: float
     panels_final: str | Path | None = None
     """Where they end up (the paths reported per frame)."""
+    on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None
 
     def score(self, parts: dict[str, Any], needs: dict[str, int],
               index: int) -> FrameEvaluation | None:
@@ -261,6 +264,8 @@ class _Scorer:
         gt = lidar_depth_map(_xyz(lidar_msg), T, model.K, width, height)
         frame = FrameEvaluation(stamp, needs[topics.lidar], self.accumulator.add(depth, gt),
                                 compensated)
+        if self.on_frame is not None:
+            self.on_frame(stamp, depth, gt)
         if self.panels_dir is not None:
             frame.panel = str(self._panel(parts, needs, index, depth, gt, model.K))
         return frame
