@@ -36,6 +36,7 @@ from xdrcdepth_ros.bag.evaluate import evaluate_bag  # noqa: E402
 from xdrcdepth_ros.bag.predictors import predictor_bag  # noqa: E402
 from xdrcdepth_ros.bag.rerig import renamed_fields, rerig_bag, RigSpec  # noqa: E402
 from xdrcdepth_ros.core.model_metadata import ModelMetadata, sidecar_path  # noqa: E402
+from xdrcdepth_ros.core.sync import DEFAULT_SLOP_NS  # noqa: E402
 from xdrcdepth_ros.train import baselines  # noqa: E402
 
 CAP = 80.0
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rig = rerig_bag(out / 'source_bag', out / 'input_bag', spec, overwrite=True,
                     progress=progress)
     print('[2/5] running the node in-process over DDS on the re-rigged bag')
-    overrides = {**DEMO_OVERRIDES, 'model_path': str(model), 'output_size': args.output_size}
+    overrides = {**DEMO_OVERRIDES, 'model_path': str(model), 'output_size': args.output_size,
+                 'sync_slop': args.sync_slop_ms / 1e3}
     run_info = node_backend(out / 'input_bag', out / 'depth_bag', out / 'params', overrides)
     print(f'[3/5] scoring the node against LiDAR ({CAP:g} m) -> {out / "panels"}')
     shutil.rmtree(out / 'panels', ignore_errors=True)
@@ -84,8 +86,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = {'node': [f.stamp_ns for f in node_eval.frames]}
     for name, predict in predictors.items():
         bag = out / f'{name}_bag'
-        predictor_bag(out / 'depth_bag', bag, predict, radar_topics=[spec.radar_topic],
-                      overwrite=True)
+        written = predictor_bag(out / 'depth_bag', bag, predict,
+                                radar_topics=[spec.radar_topic],
+                                radar_slop_ms=args.sync_slop_ms, overwrite=True)
+        without_radar = written.frames_without_radar
         evaluation = evaluate_bag(bag, progress=progress)
         results[name] = _at_cap(evaluation)
         frames[name] = [f.stamp_ns for f in evaluation.frames]
@@ -109,6 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'node': {'output_size': args.output_size, 'radar_fields': list(spec.radar_fields),
                  **{k: run_info[k] for k in ('frames_in', 'frames_out', 'provider',
                                               'latency_ms', 'run_s')}},
+        'frames_without_radar': without_radar,
         'cap_m': CAP, 'frames': len(node_eval.frames), 'frame_stamps_ns': frames['node'],
         'skipped': node_eval.skipped, 'metrics': results,
         'node_beats_radar_nearest': {'mae': node['mae_m'] < radar['mae_m'],
@@ -143,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--radar', default='RADAR_FRONT', help='the one radar kept')
     parser.add_argument('--output-size', choices=('camera', 'model'), default='camera',
                         help='node output grid: camera (960x720, default) or model input size')
+    parser.add_argument('--sync-slop-ms', type=float, default=DEFAULT_SLOP_NS / 1e6,
+                        help="the node's sync_slop and the predictors' sweep window, ms "
+                             '(default the node default, %(default)g)')
     parser.add_argument('--no-progress', action='store_true')
     args = parser.parse_args(argv)
     report = run(args)

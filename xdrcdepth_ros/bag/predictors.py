@@ -8,12 +8,14 @@ transforms as the node's score: only the depth differs.
 
 The predictor gets the radar depth the node saw, rasterised into the output grid
 (:func:`~xdrcdepth_ros.core.geometry.radar_map`, nearest point wins): for each radar topic the
-sweep nearest in time to the depth stamp (within ``radar_slop_ms``), mapped into the camera
+sweep nearest in time to the depth stamp (within ``radar_slop_ms``, by default the node's default
+``sync_slop``, so a frame the node ran without radar gets no radar here either), mapped into the camera
 through the static mounts on ``/tf_static`` (camera optical ← radar through ``base_link``, not
 ego-motion compensated), which is what the converter's ``radar_extrinsics`` parameters hold.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -26,15 +28,26 @@ from xdrcdepth_ros.core import conversions
 from xdrcdepth_ros.core.errors import BagError
 from xdrcdepth_ros.core.geometry import radar_map
 from xdrcdepth_ros.core.outputs import output_topic
+from xdrcdepth_ros.core.sync import DEFAULT_SLOP_NS
 
 Predict = Callable[[np.ndarray], np.ndarray]
 """(H, W) radar depth, m, 0 = no point → (H, W) depth, m."""
 
 
+@dataclass(frozen=True)
+class PredictorBagSummary:
+    """What :func:`predictor_bag` wrote: depth images, and how many had no radar sweep within
+    the slop (their radar depth is empty, as the node ran them without radar)."""
+
+    frames: int
+    frames_without_radar: int
+
+
 def predictor_bag(depth_bag: str | Path, out: str | Path, predict: Predict, *,
                   depth_topic: str = output_topic('depth'),
-                  radar_topics: Sequence[str] | None = None, radar_slop_ms: float = 60.0,
-                  overwrite: bool = False) -> int:
+                  radar_topics: Sequence[str] | None = None,
+                  radar_slop_ms: float = DEFAULT_SLOP_NS / 1e6,
+                  overwrite: bool = False) -> PredictorBagSummary:
     """Write ``out``: ``depth_bag`` with every depth image replaced by ``predict``'s.
 
     Other output topics of the node (colour depth, saliency, ...) are left out; everything
@@ -46,11 +59,12 @@ def predictor_bag(depth_bag: str | Path, out: str | Path, predict: Predict, *,
         predict: the predictor.
         depth_topic: the depth topic; its CameraInfo is the sibling ``camera_info`` topic.
         radar_topics: radar PointCloud2 topics; default those containing ``RADAR``.
-        radar_slop_ms: a sweep farther than this from the depth stamp is not used.
+        radar_slop_ms: a sweep farther than this from the depth stamp is not used; default
+            the node's ``sync_slop`` default, so the predictor sees the sweeps the node paired.
         overwrite: replace an existing ``out``.
 
     Returns:
-        The number of depth images written.
+        The number of depth images written and of those without radar.
 
     Raises:
         FileNotFoundError, BagError: the bag lacks depth or its CameraInfo, a predictor's
@@ -91,7 +105,7 @@ def predictor_bag(depth_bag: str | Path, out: str | Path, predict: Predict, *,
                 msg = reader.deserialize(message)
                 clouds[(message.topic, message.stamp_ns)] = (msg.header.frame_id, _xyz(msg))
         # Pass 3: copy, replacing the depth.
-        written = 0
+        written = without_radar = 0
         with BagWriter(out, overwrite=overwrite) as writer:
             image_cls = writer.store.types['sensor_msgs/msg/Image']
             for message in reader.messages():
@@ -110,6 +124,7 @@ def predictor_bag(depth_bag: str | Path, out: str | Path, predict: Predict, *,
                 height, width = _depth_meters(msg).shape
                 radar = _radar_depth(tf, clouds, radar_topics, radar_stamps, stamp, slop,
                                      msg.header.frame_id, model.K, width, height)
+                without_radar += int(not (radar > 0).any())
                 depth = np.asarray(predict(radar), dtype=np.float32)
                 if depth.shape != (height, width):
                     raise BagError(f'predictor gave {depth.shape}, the grid is '
@@ -117,7 +132,7 @@ def predictor_bag(depth_bag: str | Path, out: str | Path, predict: Predict, *,
                 writer.write(depth_topic, stamp, conversions.make_image(
                     image_cls, msg.header, depth, '32FC1'))
                 written += 1
-    return written
+    return PredictorBagSummary(written, without_radar)
 
 
 def _radar_depth(tf: TfBuffer, clouds: dict[tuple[str, int], tuple[str, np.ndarray]],
