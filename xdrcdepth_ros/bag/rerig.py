@@ -256,8 +256,6 @@ def rerig_bag(source: str | Path, out: str | Path, spec: RigSpec = RigSpec(), *,
             if scenes:
                 writer.set_custom_data(SCENES_KEY, scenes)
             counts = dict(writer.counts)
-    if not transforms:
-        raise BagError(f'{source} has no {info_topic} messages')
     return RerigSummary(out, next(iter(transforms.values())), spec.radar_fields, counts, dropped,
                         tuple(params_files))
 
