@@ -8,9 +8,9 @@ transforms as the node's score: only the depth differs.
 
 The predictor gets the radar depth the node saw, rasterised into the output grid
 (:func:`~xdrcdepth_ros.core.geometry.radar_map`, nearest point wins): for each radar topic the
-sweep nearest in time to the depth stamp (within ``radar_slop_ms``, by default the node's default
-``sync_slop``, so a frame the node ran without radar gets no radar here either), mapped into the camera
-through the static mounts on ``/tf_static`` (camera optical ← radar through ``base_link``, not
+sweep nearest in time to the depth stamp (within ``radar_slop_ms``, by default the node's
+default ``sync_slop``, so a frame the node ran without radar gets no radar here either), mapped
+into the camera through the static mounts on ``/tf_static`` (camera optical ← radar through ``base_link``, not
 ego-motion compensated), which is what the converter's ``radar_extrinsics`` parameters hold.
 """
 from __future__ import annotations
