@@ -119,3 +119,28 @@ def test_distribution_kd_mask_and_intermediate():
     assert only_first.item() == pytest.approx(2 * math.tanh(1.0), rel=1e-5)
     inter = losses.intermediate_distribution_loss([student, teacher], [teacher, teacher], centers)
     assert inter.item() == pytest.approx(math.tanh(1.0) / 2, rel=1e-5)
+
+
+def test_sky_loss_pushes_only_sky_pixels_and_only_when_near():
+    """Sky = dense GT 0. A sky pixel predicted at 30 m costs far_m - 30; one beyond far_m and
+    every surface pixel cost nothing; images without sky do not dilute the mean."""
+    from xdrcdepth_ros.train.losses import sky_loss
+
+    pred = torch.full((2, 1, 2, 2), 30.0, requires_grad=True)
+    gt = torch.tensor([[[[0.0, 0.0], [5.0, 5.0]]], [[[7.0, 7.0], [7.0, 7.0]]]])
+    with torch.no_grad():
+        pred[0, 0, 0, 1] = 95.0   # sky, already far: no cost
+    loss = sky_loss(pred, gt, far_m=80.0)
+    assert loss.item() == pytest.approx((80.0 - 30.0) / 2)
+    loss.backward()
+    assert pred.grad[0, 0, 0, 0] < 0 and pred.grad[0, 0, 0, 1] == 0
+    assert not pred.grad[0, 0, 1].any() and not pred.grad[1].any()
+    with pytest.raises(ValueError, match='gt_dense shape'):
+        sky_loss(pred, gt[:1], far_m=80.0)
+
+
+def test_sky_weight_needs_synthetic_data():
+    from xdrcdepth_ros.train.config import config_from_dict
+
+    with pytest.raises(ValueError, match='sky_weight needs data.dataset synthetic'):
+        config_from_dict({'data': {'dataset': 'nuscenes'}, 'loss': {'sky_weight': 0.1}})

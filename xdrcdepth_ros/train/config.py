@@ -87,6 +87,8 @@ class LossConfig:
     sparse_weight: float = 1.0
     smooth_weight: float = 1e-3
     intermediate_weight: float = 0.0    # L1 on the intermediate depths (1/8, 1/4, 1/2)
+    sky_weight: float = 0.0             # synthetic only: hinge pushing sky pixels to sky_far_m
+    sky_far_m: float = 80.0
 
 
 @dataclass
@@ -246,6 +248,12 @@ def validate(cfg: TrainConfig) -> None:
     if o.lr <= 0 or o.steps <= 0 or o.batch_size <= 0 or o.encoder_lr_ratio < 0:
         raise ValueError('optim.lr, optim.steps and optim.batch_size must be > 0, '
                          'optim.encoder_lr_ratio >= 0')
+    if cfg.loss.sky_weight < 0 or cfg.loss.sky_far_m <= 0:
+        raise ValueError('loss.sky_weight must be >= 0 and loss.sky_far_m > 0')
+    if cfg.loss.sky_weight > 0 and d.dataset != 'synthetic':
+        # Only a renderer's dense GT covers every surface, so that its zeros are the sky.
+        raise ValueError(f'loss.sky_weight needs data.dataset synthetic (its dense GT marks '
+                         f'the sky), not {d.dataset!r}')
     m = cfg.model
     if not isinstance(m.pretrained, str) or not m.pretrained:
         raise ValueError(f'model.pretrained must be imagenet, none or a file path, got '

@@ -116,6 +116,29 @@ def depth_loss(pred: torch.Tensor, gt_dense: torch.Tensor | None, gt_sparse: tor
     return loss
 
 
+def sky_loss(pred: torch.Tensor, gt_dense: torch.Tensor, far_m: float) -> torch.Tensor:
+    """Hinge that pushes sky pixels to at least ``far_m``: mean of ``relu(far_m - pred)``, m.
+
+    LiDAR has no returns from the sky, so sparse supervision leaves it free and a model may
+    paint it near. A renderer knows where the sky is: for synthetic samples, whose dense GT
+    covers every surface, the sky is where ``gt_dense`` is 0. Only for such data (the trainer
+    checks the dataset). Averaged per image over its sky pixels, then over images with sky.
+
+    Args:
+        pred: (B, 1, H, W) predicted depth, m.
+        gt_dense: (B, 1, H, W) dense GT covering every surface, m, 0 = sky.
+        far_m: the depth the sky must reach, m.
+    """
+    _check_depth('pred', pred)
+    if gt_dense.shape != pred.shape:
+        raise ValueError(f'gt_dense shape {tuple(gt_dense.shape)} != pred shape '
+                         f'{tuple(pred.shape)}')
+    if not far_m > 0:
+        raise ValueError(f'far_m must be positive, got {far_m}')
+    sky = (gt_dense <= VALID_DEPTH_M).to(pred.dtype)
+    return _per_image_mean(F.relu(far_m - pred), sky)
+
+
 def smoothness_loss(depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Edge-aware smoothness: mean(exp(-mean_c|dI/dx|) |dD/dx|) + the same along y.
 

@@ -100,17 +100,21 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 def evaluate_model(model: torch.nn.Module, dataset: Any, device: torch.device, *,
                    batch_size: int = 4, max_items: int | None = None,
                    caps: tuple[float, ...] = (50.0, 70.0, 80.0),
-                   gt_key: str = 'gt_sparse', progress: bool = False) -> dict[float, dict]:
+                   gt_key: str = 'gt_sparse', progress: bool = False,
+                   sky_far_m: float | None = None) -> dict[float, dict]:
     """Paper metrics of ``model`` on a dataset of samples at full size (no crop, no augment).
 
     Metrics are per image against ``gt_key`` (single-scan LiDAR by default), then averaged, at
-    each depth cap, by ``evaluate.MetricAccumulator``. Returns its ``summary()``.
+    each depth cap, by ``evaluate.MetricAccumulator``. Returns its ``summary()``; with
+    ``sky_far_m`` (synthetic data: the sky is where the dense GT is 0) also ``'sky'``:
+    ``far_fraction``, the share of sky pixels predicted at least that far.
     """
     was_training = model.training
     model.eval()
     items = CropDataset(dataset, crop=None, augment=False)
     count = len(items) if max_items is None else min(max_items, len(items))
     acc = MetricAccumulator(caps=caps)
+    sky_far, sky_all = 0, 0
     for start in tqdm(range(0, count, batch_size), desc='eval', leave=False,
                       disable=not progress):
         batch = [items[i] for i in range(start, min(start + batch_size, count))]
@@ -119,8 +123,16 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, device: torch.device, *
         depth = model(image, radar).depth.float().cpu().numpy()
         for pred, item in zip(depth, batch):
             acc.add(pred[0], item[gt_key][0].numpy())
+            if sky_far_m is not None:
+                sky = item['gt_dense'][0].numpy() <= 0.01
+                sky_all += int(sky.sum())
+                sky_far += int((pred[0][sky] >= sky_far_m).sum())
     model.train(was_training)
-    return acc.summary()
+    summary = acc.summary()
+    if sky_far_m is not None:
+        summary['sky'] = {'far_fraction': sky_far / sky_all if sky_all else float('nan'),
+                          'far_m': sky_far_m, 'n_pixels': sky_all}
+    return summary
 
 
 class Trainer:
@@ -203,6 +215,9 @@ class Trainer:
             depth, batch['gt_dense'] if has_dense else None, batch['gt_sparse'],
             rectified=cfg.loss.rectified, dense_weight=cfg.loss.dense_weight,
             sparse_weight=cfg.loss.sparse_weight)}
+        if cfg.loss.sky_weight > 0:
+            terms['sky'] = cfg.loss.sky_weight * losses.sky_loss(depth, batch['gt_dense'],
+                                                                 cfg.loss.sky_far_m)
         if cfg.loss.smooth_weight > 0:
             terms['smooth'] = cfg.loss.smooth_weight * losses.smoothness_loss(depth,
                                                                               batch['image'])
@@ -267,10 +282,12 @@ class Trainer:
 
     def validate(self) -> dict:
         """Paper metrics on the validation split (rank 0); returns the 80 m cap summary."""
+        synthetic = self.cfg.data.dataset == 'synthetic'
         summary = evaluate_model(self.model, self.val_set, self.device,
-                                 caps=(50.0, 70.0, self.cfg.run.val_max_depth))
+                                 caps=(50.0, 70.0, self.cfg.run.val_max_depth),
+                                 sky_far_m=self.cfg.loss.sky_far_m if synthetic else None)
         self._train_mode()
-        return {f'cap{int(c)}': v for c, v in summary.items()}
+        return {(c if isinstance(c, str) else f'cap{int(c)}'): v for c, v in summary.items()}
 
     def _train_mode(self) -> None:
         """Train mode, except the encoder BatchNorm layers ``hold_encoders`` chose."""
