@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXIT_WITHIN_S = 2.0
 READY = '/xdrcdepth/depth'  # the node's start-up log line names its output
 START_UP_ATTEMPTS = 4
+HANG_S = 10.0  # past EXIT_WITHIN_S: no slow exit but a hang; dump the stacks
 
 
 class NodeProcess:
@@ -41,8 +42,11 @@ class NodeProcess:
                 '-p', 'extrinsics_source:=parameters',
                 '-p', f'radar_extrinsics:=[{", ".join(map(str, extrinsics))}]',
                 '-p', 'sync_slop:=0.08', '-p', 'publish_color:=false']
+        # PYTHONFAULTHANDLER: a SIGABRT (sent when the node does not end) dumps every
+        # thread's stack into the log, so a hang shows where each thread waits.
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID),
-                   ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1')
+                   ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONUNBUFFERED='1',
+                   PYTHONFAULTHANDLER='1')
         self.log = log
         self._out = log.open('wb')
         self.process = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
@@ -59,10 +63,27 @@ class NodeProcess:
                 time.sleep(0.05)
             self.process.send_signal(signum)
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=HANG_S)
+        except subprocess.TimeoutExpired:
+            self.abort()
+            pytest.fail(f'the node did not end within {HANG_S} s of {signal.Signals(signum).name}'
+                        f' x{times}; its threads at SIGABRT (faulthandler), log tail:\n'
+                        f'{self.tail()}')
         finally:
             self.close()
         return time.monotonic() - sent
+
+    def abort(self) -> None:
+        """SIGABRT: faulthandler writes all thread stacks to the log; then wait for the
+        dump (the process dies of the signal) and kill it if it still lives."""
+        self.process.send_signal(signal.SIGABRT)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def tail(self, lines: int = 120) -> str:
+        return '\n'.join(self.text().splitlines()[-lines:])
 
     def close(self) -> None:
         if self.process.poll() is None:
