@@ -45,7 +45,7 @@ from xdrcdepth_ros.core.frame_step import (Extrinsics, FrameStep, parameter_extr
                                            pipeline_from_config, SkipReason, StepOutput)
 from xdrcdepth_ros.core.outputs import MessageClasses, NODE_NAME
 from xdrcdepth_ros.core.config import (check_value, NodeConfig, PARAMETERS, ParamSpec, ParamType,
-                                       transport_topic)
+                                       resolve_model_path, transport_topic)
 from xdrcdepth_ros.ros.stats import DiagnosticLevel, NodeStats
 from xdrcdepth_ros.core.sync import SyncedFrame
 
@@ -60,7 +60,9 @@ _OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 _MESSAGES = MessageClasses(Image, CameraInfo, PointCloud2, PointField,
                            compressed=CompressedImage)
 _WARN_PERIOD_NS = 5_000_000_000
-_STOP_WAIT_S = 1.5  # shutdown must end within 2 s (docs/reliability.md)
+_STOP_WAIT_S = 1.2  # the frame in flight at shutdown; all of it must end within 2 s
+_CALLBACK_WAIT_S = 0.3  # callbacks in flight when the executor stops (docs/reliability.md)
+_STOP_POLL_S = 0.1  # main() looks at the signal flag at least this often while spinning
 _MIN_WAIT_S = 0.001  # never spin: a due-but-unreleased image is re-checked at most at 1 kHz
 
 
@@ -136,9 +138,15 @@ class XdrcDepthNode(Node):
             raise
 
     def _setup(self, pipeline: Any) -> None:
-        """Declare, configure and activate at once (the lifecycle variant splits these)."""
+        """Declare, configure and activate at once (the lifecycle variant splits these).
+
+        A SIGINT/SIGTERM caught by :func:`main` meanwhile ends start-up at the next step
+        (:class:`StartUpInterrupted`); the model load itself cannot be cut short.
+        """
         self._declare_parameters()
+        _STOP.check()
         self._configure(pipeline)
+        _STOP.check()
         self._activate()
 
     def _declare_parameters(self) -> None:
@@ -167,7 +175,11 @@ class XdrcDepthNode(Node):
         for topic in (self.config.image_topic, self.config.camera_info_topic,
                       *self.config.radar_topics):
             validate_topic_name(topic)  # names the bad one (resolving it later would not)
-        self.pipeline = pipeline if pipeline is not None else pipeline_from_config(self.config)
+        if pipeline is None:
+            # Loading can take long (a TensorRT engine build: minutes); say so before it starts.
+            self.get_logger().info(f'loading model {resolve_model_path(self.config.model_path)}')
+            pipeline = pipeline_from_config(self.config)
+        self.pipeline = pipeline
         metadata = self.pipeline.engine.metadata
         if self.config.radar_fields and (tuple(self.config.radar_fields)
                                          != tuple(metadata.radar_fields)):
@@ -199,7 +211,7 @@ class XdrcDepthNode(Node):
             f'{metadata.input_width}x{metadata.input_height} on {self.stats.provider})')
 
     def _deactivate(self) -> None:
-        """Stop the worker (after the frame in flight, waiting at most 1.5 s: it is a daemon
+        """Stop the worker (after the frame in flight, waiting at most 1.2 s: it is a daemon
         thread, so a longer inference cannot hold the exit) and drop subscriptions and
         outputs."""
         if self._worker is None:
@@ -411,8 +423,38 @@ class XdrcDepthNode(Node):
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class StartUpInterrupted(Exception):
+    """A SIGINT/SIGTERM arrived while the node was starting: start-up stops at the next step."""
+
+
+class _StopRequest:
+    """What :func:`main`'s signal handler records: the signal, nothing else.
+
+    The handler runs between two bytecodes of whatever the main thread is doing, which while
+    spinning is rclpy's executor and concurrent.futures code holding threading locks. Raising
+    there (KeyboardInterrupt) can leave one of those locks held or released twice: the node
+    then exits 1 with "RuntimeError: release unlocked lock", or the executor's pool threads
+    block on the lock and the interpreter's exit waits for them forever (issue 16). So the
+    handler only stores the signal (no lock, no exception) and the main thread acts on it
+    where it chooses: :func:`main`'s spin loop and the start-up steps.
+    """
+
+    signum: int | None = None
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def check(self) -> None:
+        """Raise :class:`StartUpInterrupted` once a signal has been recorded."""
+        if self.signum is not None:
+            raise StartUpInterrupted(signal.Signals(self.signum).name)
+
+
+_STOP = _StopRequest()
 
 
 def _set_handlers(handlers: dict[int, Any]) -> None:
@@ -427,40 +469,53 @@ def main(args: list[str] | None = None, node_class: type | None = None) -> int:
 
     ``node_class`` (default :class:`XdrcDepthNode`) is what is spun, e.g. the lifecycle
     variant. Runs on Humble and Jazzy (Jazzy's ``rclpy.init`` returns None, so no ``with``).
-    SIGINT or SIGTERM at any point (start-up, idle, inferring, twice) ends it with 0: a signal
-    during start-up invalidates the context under the half-built node, which is a shutdown,
-    not a failure; further signals are ignored while the node is torn down.
+    SIGINT or SIGTERM at any point (start-up, idle, inferring, twice) ends it with 0 within
+    2 s: the handler only records the signal (see :class:`_StopRequest`); start-up stops at
+    its next step, spinning stops within ``_STOP_POLL_S`` (rclpy's own handler, chained
+    behind ours, wakes the executor at once), then the executor, the node (the frame in flight
+    finishes) and the context are shut down in that order.
     """
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
-    # Until rclpy installs its handlers, SIGTERM would kill the process without clean-up.
-    _set_handlers({signal.SIGTERM: _raise_interrupt})
-    node, initialised, stopped_by_signal = None, False, False
+    _STOP.signum = None
+    # Before rclpy.init: rclpy's handlers chain to the ones found installed, i.e. to this one.
+    _set_handlers(dict.fromkeys(_SIGNALS, _STOP.handler))
+    node, executor, initialised = None, None, False
     try:
         rclpy.init(args=args)
         initialised = True
+        _STOP.check()
         node = (node_class or XdrcDepthNode)()
+        _STOP.check()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        stopped_by_signal = True
+        while rclpy.ok() and not _STOP.requested:
+            executor.spin_once(timeout_sec=_STOP_POLL_S)
+    except (StartUpInterrupted, ExternalShutdownException):
+        pass
     except Exception as err:  # noqa: BLE001 - sorted below: shutdown, start-up error, or bug
-        if initialised and not rclpy.ok():
-            stopped_by_signal = True  # the context went down under start-up or a callback
-            return 0
-        if isinstance(err, (XdrcDepthError, ValueError, FileNotFoundError)):
+        if _STOP.requested or (initialised and not rclpy.ok()):
+            pass  # the context went down under start-up or a callback: a shutdown
+        elif isinstance(err, (XdrcDepthError, ValueError, FileNotFoundError)):
             rclpy.logging.get_logger(NODE_NAME).fatal(f'cannot start: {err}')
             return 1
-        raise
+        else:
+            raise
     finally:
-        # A second Ctrl-C must not break the clean-up. After a signal they stay ignored (the
-        # process is ending); after an error the caller's handlers come back.
-        _set_handlers(dict.fromkeys(_SIGNALS, signal.SIG_IGN))
+        stopped_by_signal = _STOP.requested
+        if stopped_by_signal:
+            # The process is ending: further signals are ignored while it is torn down.
+            _set_handlers(dict.fromkeys(_SIGNALS, signal.SIG_IGN))
+            rclpy.logging.get_logger(NODE_NAME).info(
+                f'{signal.Signals(_STOP.signum).name}: shutting down')
+        if executor is not None:
+            # No callback starts after this; its sigint guard condition leaves rclpy's list.
+            executor.shutdown(timeout_sec=_CALLBACK_WAIT_S)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _STOP.signum = None
         if not stopped_by_signal:
-            _set_handlers(previous)
+            _set_handlers(previous)  # an error or an in-process caller: theirs come back
     return 0
