@@ -61,13 +61,16 @@ def markdown(rows: list[dict]) -> str:
         if sel:
             means[variant] = {k: sum(r[k] for r in sel) / len(sel) for k in ('mae_m', 'rmse_m')}
             means[variant]['n'] = len(sel)
-    lines += ['', '| variant | seeds | mean MAE (m) | mean RMSE (m) | MAE vs direct |',
-              '|---|---|---|---|---|']
+    lines += ['', '| variant | seeds | mean MAE (m) | MAE std (m) | MAE min–max (m) | '
+              'mean RMSE (m) | MAE vs direct |', '|---|---|---|---|---|---|---|']
     base = means.get('direct', {}).get('mae_m')
     for variant, m in means.items():
+        maes = [r['mae_m'] for r in rows if r['variant'] == variant]
+        std = (sum((v - m['mae_m']) ** 2 for v in maes) / (len(maes) - 1)) ** 0.5 \
+            if len(maes) > 1 else float('nan')
         change = f"{100 * (m['mae_m'] / base - 1):+.2f} %" if base else 'n/a'
-        lines.append(f"| {variant} | {m['n']} | {m['mae_m']:.3f} | {m['rmse_m']:.3f} | "
-                     f"{change} |")
+        lines.append(f"| {variant} | {m['n']} | {m['mae_m']:.3f} | {std:.3f} | "
+                     f"{min(maes):.3f}–{max(maes):.3f} | {m['rmse_m']:.3f} | {change} |")
     return '\n'.join(lines)
 
 
@@ -103,7 +106,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from xdrcdepth_ros.train.config import load_config
 
-    default_steps = load_config(ROOT / 'config' / 'train_synthetic_student.yaml').optim.steps
+    student_cfg = load_config(ROOT / 'config' / 'train_synthetic_student.yaml', args.extra)
+    default_steps = student_cfg.optim.steps
+    init = student_cfg.model.pretrained  # rows of another initialisation are kept apart
     teacher = Path(args.teacher) if args.teacher else out / 'teacher' / 'last.pt'
     if not teacher.exists():
         cmd = py + ['--config', 'config/train_synthetic_teacher.yaml',
@@ -131,7 +136,9 @@ def main() -> int:
             wall = sh(cmd, out / 'logs' / f'{variant}_s{seed}.log')
             metrics = evaluate(run_dir / 'last.pt', args,
                                out / 'logs' / f'{variant}_s{seed}_eval.log')
-            row = {'variant': variant, 'seed': seed, 'steps': steps, 'mae_m': metrics['mae_m'],
+            row = {'variant': variant, 'seed': seed, 'steps': steps, 'init': init,
+                   'teacher': str(teacher) if variant != 'direct' else None,
+                   'mae_m': metrics['mae_m'],
                    'rmse_m': metrics['rmse_m'], 'abs_rel': metrics['abs_rel'],
                    'delta1': metrics['delta1'], 'wall_s': round(wall, 1),
                    'test_samples': args.test_size, 'cap_m': 80, 'command': shlex.join(cmd)}
@@ -147,9 +154,17 @@ def main() -> int:
     old = json.loads(json_path.read_text()) if json_path.exists() else []
     for row in old:
         row.setdefault('steps', default_steps)
-    mine = {(r['variant'], r['seed'], r['steps']) for r in rows}
-    merged = [r for r in old if (r['variant'], r['seed'], r.get('steps')) not in mine] + rows
-    merged.sort(key=lambda r: (r['steps'], list(VARIANTS).index(r['variant']), r['seed']))
+        row.setdefault('init', 'none')  # rows from before ImageNet initialisation existed
+
+    def key(r: dict) -> tuple:
+        return r['init'], r['variant'], r['seed'], r['steps']
+
+    for row in rows:
+        row.setdefault('init', init)
+    mine = {key(r) for r in rows}
+    merged = [r for r in old if key(r) not in mine] + rows
+    merged.sort(key=lambda r: (r['init'], r['steps'], list(VARIANTS).index(r['variant']),
+                               r['seed']))
     json_path.write_text(json.dumps(merged, indent=2) + '\n')
     for variant in VARIANTS:
         maes = [r['mae_m'] for r in rows if r['variant'] == variant]

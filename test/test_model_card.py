@@ -64,15 +64,23 @@ def test_row_median_baseline_by_hand():
         fit_row_median([np.zeros((2, 2), np.float32)])
 
 
-def test_distilled_student_beats_direct_in_experiment():
+def test_experiment_page_quotes_the_experiment_data():
+    """docs/experiments.md reports what docs/experiments.json holds: every group of runs (one
+    initialisation, one schedule) has the four variants over at least two seeds, and the page
+    quotes each variant's mean MAE over its seeds. The outcome itself is not asserted: whether
+    distillation helps is what the experiment measures."""
     rows = json.loads((ROOT / 'docs' / 'experiments.json').read_text())
-    assert {r['variant'] for r in rows} == {'direct', 'saliency_kd', 'distribution_kd', 'both_kd'}
-    for steps in {r['steps'] for r in rows}:
-        mae = {v: [r['mae_m'] for r in rows if r['variant'] == v and r['steps'] == steps]
-               for v in ('direct', 'both_kd')}
-        assert len(mae['direct']) >= 2 and len(mae['both_kd']) >= 2, steps
-        assert sum(mae['both_kd']) / len(mae['both_kd']) < \
-            sum(mae['direct']) / len(mae['direct']), steps
+    page = (ROOT / 'docs' / 'experiments.md').read_text()
+    groups = {(r.get('init', 'none'), r['steps']) for r in rows}
+    for init, steps in groups:
+        group = [r for r in rows if r.get('init', 'none') == init and r['steps'] == steps]
+        variants = {r['variant'] for r in group}
+        assert {'direct', 'both_kd'} <= variants, (init, steps)
+        for variant in variants:
+            maes = [r['mae_m'] for r in group if r['variant'] == variant]
+            assert len(maes) >= 2, (init, steps, variant)
+            assert f'| {variant} | {len(maes)} | {sum(maes) / len(maes):.3f} |' in page, \
+                (init, steps, variant)
 
 
 def test_radar_nearest_baseline_by_hand():
@@ -120,7 +128,13 @@ def test_selection_rows_read_the_runs_validation_log(tmp_path):
     assert (row['last_step'], row['val_mae_m'], row['best_step'], row['best_val_mae_m']) == (
         300, 5.5, 200, 5.0)
     assert row['train_time_s'] is None
+    assert row['val_sky_far_fraction'] is None  # not logged, and no best.pt to measure
     assert '| cand | imagenet |' in model_card.selection_table([row])
+    (run / 'val_log.csv').write_text('step,cap80/mae_m,cap80/rmse_m,cap80/delta1,sky/far_fraction\n'
+                                     '100,6.0,9.0,0.4,0.5\n200,5.0,8.0,0.5,0.9\n')
+    (row,) = model_card.selection_runs([run])
+    assert row['val_sky_far_fraction'] == 0.9  # of the best step
+    assert '| 90% |' in model_card.selection_table([row])
 
 
 def test_card_file_size_and_latency_come_from_the_data(recorded):

@@ -253,8 +253,14 @@ def selection_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str,
         best = min(log, key=lambda row: row['cap80/mae_m'])
         done = run / 'metrics.json'
         train_s = json.loads(done.read_text()).get('train_time_s') if done.is_file() else None
+        sky = best.get('sky/far_fraction')
+        if sky is None:  # runs before the metric existed: measure their best.pt
+            sky = _val_sky_far_fraction(run, cfg)
         rows.append({
             'run': run.name, 'dir': str(run), 'pretrained': cfg['model']['pretrained'],
+            'crop': f"{cfg['data']['crop_height']}x{cfg['data']['crop_width']}",
+            'row_prior': cfg['model'].get('row_prior', 'none'),
+            'sky_weight': cfg['loss'].get('sky_weight', 0.0), 'val_sky_far_fraction': sky,
             'encoder_lr_ratio': cfg['optim']['encoder_lr_ratio'],
             'encoder_bn_eval': cfg['model']['encoder_bn_eval'],
             # Runs made before data.zoom_max existed had no zoom.
@@ -266,18 +272,42 @@ def selection_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[dict[str,
     return rows
 
 
+def _val_sky_far_fraction(run: Path, cfg: dict) -> float | None:
+    """Share of the synthetic validation split's sky pixels that ``run/best.pt`` puts at or
+    beyond ``loss.sky_far_m`` (80 m by default); None for other data or without a best.pt."""
+    import torch
+
+    from xdrcdepth_ros.model import load_checkpoint
+    from xdrcdepth_ros.train.batches import build_dataset
+    from xdrcdepth_ros.train.config import config_from_dict
+    from xdrcdepth_ros.train.trainer import evaluate_model
+
+    config = config_from_dict(cfg)
+    if config.data.dataset != 'synthetic' or not (run / 'best.pt').is_file():
+        return None
+    model, _ = load_checkpoint(run / 'best.pt')
+    summary = evaluate_model(model, build_dataset(config.data, config.data.val_split),
+                             torch.device('cpu'), caps=(config.run.val_max_depth,),
+                             sky_far_m=config.loss.sky_far_m)
+    return summary['sky']['far_fraction']
+
+
 def selection_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown table of :func:`selection_runs` rows."""
-    out = ['| run | init | lr | encoder lr × | encoder BN eval | zoom | steps | val MAE (m) | '
-           'val RMSE (m) | val δ1 | best val MAE (step) | train time (min) |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|']
+    """Markdown table of :func:`selection_runs` rows (rows of older cards lack some columns)."""
+    out = ['| run | init | lr | encoder lr × | encoder BN eval | crop | zoom | row prior | '
+           'sky weight | steps | val MAE (m) | val RMSE (m) | val δ1 | val sky ≥ 80 m | '
+           'best val MAE (step) | train time (min) |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         minutes = '-' if r['train_time_s'] is None else f"{r['train_time_s'] / 60:.0f}"
+        sky = r.get('val_sky_far_fraction')
         out.append(f"| {r['run']} | {r['pretrained']} | {r['lr']:g} | {r['encoder_lr_ratio']:g} | "
-                   f"{'yes' if r['encoder_bn_eval'] else 'no'} | {r['zoom_max']:g} | "
+                   f"{'yes' if r['encoder_bn_eval'] else 'no'} | {r.get('crop', '-')} | "
+                   f"{r['zoom_max']:g} | {r.get('row_prior', 'none')} | "
+                   f"{r.get('sky_weight', 0.0):g} | "
                    f"{r['last_step']} | {r['val_mae_m']:.3f} | {r['val_rmse_m']:.3f} | "
-                   f"{r['val_delta1']:.3f} | {r['best_val_mae_m']:.3f} ({r['best_step']}) | "
-                   f'{minutes} |')
+                   f"{r['val_delta1']:.3f} | {'-' if sky is None else f'{sky:.0%}'} | "
+                   f"{r['best_val_mae_m']:.3f} ({r['best_step']}) | {minutes} |")
     return '\n'.join(out)
 
 
@@ -309,6 +339,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                                                 profile)
     results['input_size'] = [h, w]
     results.update(timing(model, syn[0]))
+    run = Path(str(results['checkpoint'] or '')).parent
+    if (run / 'metrics.json').is_file():  # the training run of the checkpoint, if it is here
+        seconds = json.loads((run / 'metrics.json').read_text()).get('train_time_s')
+        results['shipped_run'] = {'dir': str(run), 'train_minutes': round(seconds / 60)
+                                  if seconds else None}
     if args.demo_summary:
         results['demo'] = demo_scores(args.demo_summary)
     if args.selection:
@@ -317,7 +352,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results['ablation'] = {'selection': selection_runs(args.ablation)}
     if args.candidate:
         results['candidate'] = json.loads(Path(args.candidate).read_text())
+    if args.other_rig:
+        results['other_rig'] = other_rig_scores(args.other_rig, model.name)
     return results
+
+
+def other_rig_scores(report: str | Path, model_name: str) -> dict[str, Any]:
+    """The parts of a ``bench/other_rig.py --json`` report the card shows, checked to be of
+    the model the card is for."""
+    data = json.loads(Path(report).read_text())
+    if Path(data.get('model', '')).name != model_name:
+        raise ValueError(f'{report} scores {data.get("model")!r}, not {model_name!r}: re-run '
+                         'bench/other_rig.py with this model')
+    return {'report': str(report), 'rig': data['rig'], 'frames': data['frames'],
+            'frames_without_radar': data['frames_without_radar'], 'metrics': data['metrics']}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='runs measured after the choice (synthetic val), shown apart')
     parser.add_argument('--candidate', default=None, metavar='JSON',
                         help='metrics JSON of a candidate that was not shipped, kept in the card')
+    parser.add_argument('--other-rig', default=None, metavar='JSON',
+                        help='bench/other_rig.py --json report of this model, shown in the card')
     parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
     parser.add_argument('--render', action='store_true',
                         help='render MODEL_CARD.md from the --out JSON and the template')
