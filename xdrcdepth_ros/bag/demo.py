@@ -30,7 +30,8 @@ BACKENDS = ('auto', 'node', 'replay')
 # for radar in wall time; a longer wait than on a vehicle keeps a busy machine (the demo runs
 # beside installs and tests) from releasing a frame before its sweeps were delivered, so the
 # node and replay backends give the same depth.
-DEMO_OVERRIDES = {'publish_color': True, 'publish_saliency': True, 'sync_wait_s': 0.5}
+DEMO_OVERRIDES = {'publish_color': True, 'publish_saliency': True, 'sync_wait_s': 0.5,
+                  'output_size': 'camera'}  # the camera's full 1600x900, as a user sees it
 
 
 def resolve_model(model: str | Path | None, out: Path, log: Any) -> tuple[Path, str]:

@@ -354,6 +354,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         results['candidate'] = json.loads(Path(args.candidate).read_text())
     if args.other_rig:
         results['other_rig'] = other_rig_scores(args.other_rig, model.name)
+    if args.demo_baselines:
+        data = json.loads(Path(args.demo_baselines).read_text())
+        if Path(data.get('model', '')).name != model.name:
+            raise ValueError(f'{args.demo_baselines} is of {data.get("model")!r}, not '
+                             f'{model.name!r}: re-run bench/demo_baselines.py')
+        results['demo_baselines'] = {'report': str(args.demo_baselines), **data['metrics']}
     return results
 
 
@@ -388,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='metrics JSON of a candidate that was not shipped, kept in the card')
     parser.add_argument('--other-rig', default=None, metavar='JSON',
                         help='bench/other_rig.py --json report of this model, shown in the card')
+    parser.add_argument('--demo-baselines', default=None, metavar='JSON',
+                        help="bench/demo_baselines.py --json report: the trivial predictors on "
+                             "the demo's grid")
     parser.add_argument('--out', default=str(ROOT / 'models' / 'model_card_metrics.json'))
     parser.add_argument('--render', action='store_true',
                         help='render MODEL_CARD.md from the --out JSON and the template')
