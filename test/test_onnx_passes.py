@@ -317,8 +317,9 @@ def test_an_unknown_export_target_is_refused_before_any_work(tmp_path):
 
 
 def test_metadata_written_before_targets_existed_stays_readable():
-    """The shipped model's JSON has no export_target / graph_passes: it reads as unrecorded;
-    a bad recorded target is a MetadataError naming it."""
+    """Metadata written before --target existed (the shipped model's JSON without
+    export_target / graph_passes) reads as unrecorded; a bad recorded target is a
+    MetadataError naming it."""
     import json
     from pathlib import Path
 
@@ -327,7 +328,8 @@ def test_metadata_written_before_targets_existed_stays_readable():
 
     path = Path(__file__).resolve().parents[1] / 'models' / 'xdrcdepth_student.json'
     data = json.loads(path.read_text())
-    assert 'export_target' not in data and 'graph_passes' not in data
+    assert data['export_target'] == 'cpu' and data['graph_passes']  # today's file records them
+    data = {k: v for k, v in data.items() if k not in ('export_target', 'graph_passes')}
     meta = ModelMetadata.from_dict(data)
     assert (meta.export_target, meta.graph_passes) == ('', {})
     with pytest.raises(MetadataError, match="export_target must be one of.*got 'tpu'"):
