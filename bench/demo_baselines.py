@@ -32,27 +32,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import write_report  # noqa: E402 - bench/ helper
 
-from xdrcdepth_ros.bag.evaluate import evaluate_bag  # noqa: E402
-from xdrcdepth_ros.bag.predictors import predictor_bag  # noqa: E402
+from xdrcdepth_ros.bag.predictors import score_node_and_predictors  # noqa: E402
 from xdrcdepth_ros.core.geometry import InputTransform  # noqa: E402
 from xdrcdepth_ros.core.model_metadata import ModelMetadata, sidecar_path  # noqa: E402
 from xdrcdepth_ros.train import baselines  # noqa: E402
 
 CAP = 80.0
-KEYS = ('mae_m', 'rmse_m', 'delta1', 'abs_rel', 'n_images')
-
-
-def _at_cap(evaluation: Any) -> dict[str, float]:
-    values = evaluation.to_dict()['mean'][f'{CAP:g}']
-    return {k: values[k] for k in KEYS if k in values}
 
 
 def camera_row_profile(profile: np.ndarray, transform: InputTransform,
                        height: int) -> np.ndarray:
-    """The (model rows,) ``profile`` resampled to ``height`` rows of the grid ``transform`` maps
-    from (the camera image, or itself when ``height`` is the model's): row v's centre maps to
-    model row ``scale * (v + 0.5) - 0.5 - crop_y`` of the full-frame grid, scaled when the grid
-    is not the source size; linear between model rows, clamped at the ends."""
+    """The (model rows,) ``profile`` for a depth grid of ``height`` rows: the model's own grid
+    (``output_size: model``) is the crop the profile was fitted on, so it is returned as is; a
+    camera-shaped grid's row v centre maps to model row ``scale * (v + 0.5) - 0.5 - crop_y``
+    (scale taken to that grid's height), linear between model rows, clamped at the ends."""
+    if height == transform.height:
+        return np.asarray(profile, np.float32)
     scale = transform.scale * transform.source_height / height
     model_rows = scale * (np.arange(height) + 0.5) - 0.5 - transform.crop_y
     return np.interp(model_rows, np.arange(len(profile)), profile).astype(np.float32)
@@ -70,36 +65,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f'row profile has {len(profile)} rows, the model {meta.input_height}')
     transform = InputTransform.fit(args.camera_width, args.camera_height, meta.input_width,
                                    meta.input_height, vertical=meta.vertical_crop)
-    gt_values: list[np.ndarray] = []
-    node_eval = evaluate_bag(demo / 'depth_bag', progress=False,
-                             on_frame=lambda _s, _d, gt: gt_values.append(gt[gt > 0]))
-    constant_m = float(np.median(np.concatenate(gt_values)))
-
     def row_median(radar: np.ndarray) -> np.ndarray:
         rows = camera_row_profile(profile, transform, radar.shape[0])
         return baselines.row_median_depth(rows, radar.shape)
 
-    predictors = {
-        'constant_median': lambda radar: baselines.constant_depth(radar.shape, constant_m),
-        'radar_nearest': lambda radar: baselines.radar_nearest(radar, constant_m),
-        'row_median': row_median,
-    }
-    results = {'node': _at_cap(node_eval)}
-    frames = {'node': [f.stamp_ns for f in node_eval.frames]}
-    for name, predict in predictors.items():
-        bag = Path(args.work) / f'{name}_bag'
-        predictor_bag(demo / 'depth_bag', bag, predict, overwrite=True)
-        evaluation = evaluate_bag(bag, progress=False)
-        results[name] = _at_cap(evaluation)
-        frames[name] = [f.stamp_ns for f in evaluation.frames]
-    if len({tuple(v) for v in frames.values()}) != 1:
-        raise SystemExit(f'predictors were scored on different frames: {frames}')
-    results['constant_median']['constant_m'] = constant_m
+    scores = score_node_and_predictors(
+        demo / 'depth_bag', lambda constant_m: {
+            'constant_median': lambda radar: baselines.constant_depth(radar.shape, constant_m),
+            'radar_nearest': lambda radar: baselines.radar_nearest(radar, constant_m),
+            'row_median': row_median,
+        }, args.work, cap=CAP)
+    results = scores.metrics
+    results['constant_median']['constant_m'] = scores.gt_median_m
     node = results['node']
     report = {
         'what': "the model card's trivial predictors on the demo's frames, grid and LiDAR GT "
                 '(bench/demo_baselines.py)',
-        'model': str(model), 'demo': str(demo), 'cap_m': CAP, 'frames': len(node_eval.frames),
+        'model': str(model), 'demo': str(demo), 'cap_m': CAP, 'frames': len(scores.frames),
         'metrics': results,
         'node_beats': {name: {'mae': node['mae_m'] < r['mae_m'],
                               'rmse': node['rmse_m'] < r['rmse_m']}

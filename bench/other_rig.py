@@ -18,34 +18,24 @@ Same scenes as the demo, re-recorded: not a truly different vehicle. Not part of
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import shutil
 import sys
 import time
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import write_report  # noqa: E402 - bench/ helper
 
 from xdrcdepth_ros.bag.convert import convert_nuscenes, RADAR_CHANNELS  # noqa: E402
 from xdrcdepth_ros.bag.demo import BUNDLED, DEMO_OVERRIDES, node_backend  # noqa: E402
-from xdrcdepth_ros.bag.evaluate import evaluate_bag  # noqa: E402
-from xdrcdepth_ros.bag.predictors import predictor_bag  # noqa: E402
+from xdrcdepth_ros.bag.predictors import score_node_and_predictors  # noqa: E402
 from xdrcdepth_ros.bag.rerig import renamed_fields, rerig_bag, RigSpec  # noqa: E402
 from xdrcdepth_ros.core.model_metadata import ModelMetadata, sidecar_path  # noqa: E402
 from xdrcdepth_ros.core.sync import DEFAULT_SLOP_NS  # noqa: E402
 from xdrcdepth_ros.train import baselines  # noqa: E402
 
 CAP = 80.0
-KEYS = ('mae_m', 'rmse_m', 'delta1', 'abs_rel', 'n_images')
-
-
-def _at_cap(evaluation: Any) -> dict[str, float]:
-    values = evaluation.to_dict()['mean'][f'{CAP:g}']
-    return {k: values[k] for k in KEYS if k in values}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,31 +61,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     overrides = {**DEMO_OVERRIDES, 'model_path': str(model), 'output_size': args.output_size,
                  'sync_slop': args.sync_slop_ms / 1e3}
     run_info = node_backend(out / 'input_bag', out / 'depth_bag', out / 'params', overrides)
-    print(f'[3/5] scoring the node against LiDAR ({CAP:g} m) -> {out / "panels"}')
+    print(f'[3/5] scoring the node against LiDAR ({CAP:g} m) -> {out / "panels"}, then the '
+          'nearest-radar-point and constant predictors on the same frames and grid')
     shutil.rmtree(out / 'panels', ignore_errors=True)
-    gt_values: list[np.ndarray] = []
-    node_eval = evaluate_bag(out / 'depth_bag', panels_dir=out / 'panels', progress=progress,
-                             on_frame=lambda _s, _d, gt: gt_values.append(gt[gt > 0]))
-    constant_m = float(np.median(np.concatenate(gt_values)))
-    print('[4/5] the nearest-radar-point and constant predictors on the same frames and grid')
-    results = {'node': _at_cap(node_eval)}
-    predictors = {
-        'radar_nearest': lambda radar: baselines.radar_nearest(radar, constant_m),
-        'constant_median': lambda radar: baselines.constant_depth(radar.shape, constant_m),
-    }
-    frames = {'node': [f.stamp_ns for f in node_eval.frames]}
-    for name, predict in predictors.items():
-        bag = out / f'{name}_bag'
-        written = predictor_bag(out / 'depth_bag', bag, predict,
-                                radar_topics=[spec.radar_topic],
-                                radar_slop_ms=args.sync_slop_ms, overwrite=True)
-        without_radar = written.frames_without_radar
-        evaluation = evaluate_bag(bag, progress=progress)
-        results[name] = _at_cap(evaluation)
-        frames[name] = [f.stamp_ns for f in evaluation.frames]
-    if len({tuple(v) for v in frames.values()}) != 1:
-        raise SystemExit(f'predictors were scored on different frames: {frames}')
-    results['constant_median']['constant_m'] = constant_m
+    scores = score_node_and_predictors(
+        out / 'depth_bag', lambda constant_m: {
+            'radar_nearest': lambda radar: baselines.radar_nearest(radar, constant_m),
+            'constant_median': lambda radar: baselines.constant_depth(radar.shape, constant_m),
+        }, out, cap=CAP, radar_topics=[spec.radar_topic], radar_slop_ms=args.sync_slop_ms,
+        panels_dir=out / 'panels', progress=progress)
+    results = scores.metrics
+    results['constant_median']['constant_m'] = scores.gt_median_m
     node, radar = results['node'], results['radar_nearest']
     print('[5/5] report')
     report = {
@@ -113,9 +89,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         'node': {'output_size': args.output_size, 'radar_fields': list(spec.radar_fields),
                  **{k: run_info[k] for k in ('frames_in', 'frames_out', 'provider',
                                               'latency_ms', 'run_s')}},
-        'frames_without_radar': without_radar,
-        'cap_m': CAP, 'frames': len(node_eval.frames), 'frame_stamps_ns': frames['node'],
-        'skipped': node_eval.skipped, 'metrics': results,
+        'frames_without_radar': scores.frames_without_radar,
+        'cap_m': CAP, 'frames': len(scores.frames), 'frame_stamps_ns': scores.frames,
+        'skipped': scores.node.skipped, 'metrics': results,
         'node_beats_radar_nearest': {'mae': node['mae_m'] < radar['mae_m'],
                                      'rmse': node['rmse_m'] < radar['rmse_m'],
                                      'delta1': node['delta1'] > radar['delta1']},

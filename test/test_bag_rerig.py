@@ -173,6 +173,19 @@ def test_replay_reads_the_renamed_fields_and_predictors_share_its_frames(rigged,
                  if (msg := reader.deserialize(m))]
         assert '/xdrcdepth/depth_color' not in reader.topics
     assert (depth[0].width, depth[0].height) == (960, 720)
+    # The scripts' one call: the node, then each predictor, on the same frames; the constant
+    # gets the median LiDAR depth of those frames.
+    from xdrcdepth_ros.bag.predictors import score_node_and_predictors
+
+    medians = []
+    scores = score_node_and_predictors(
+        tmp_path / 'told', lambda m: medians.append(m) or {
+            'constant': lambda r: baselines.constant_depth(r.shape, m)},
+        tmp_path / 'work', radar_topics=['/RADAR_FRONT'])
+    assert scores.frames == [f.stamp_ns for f in node.frames]
+    assert medians == [scores.gt_median_m] and 1.0 < scores.gt_median_m < 80.0
+    assert set(scores.metrics) == {'node', 'constant'} and scores.frames_without_radar == 1
+    assert scores.metrics['node']['mae_m'] == node.to_dict()['mean']['80']['mae_m']
 
 
 @pytest.mark.ros

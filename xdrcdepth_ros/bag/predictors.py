@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -152,3 +152,67 @@ def _radar_depth(tf: TfBuffer, clouds: dict[tuple[str, int], tuple[str, np.ndarr
         in_camera.append(points @ T[:3, :3].T + T[:3, 3])
     points = np.concatenate(in_camera)
     return radar_map(points, np.zeros((len(points), 0)), np.eye(4), K, width, height)[0]
+
+
+SCORE_KEYS = ('mae_m', 'rmse_m', 'delta1', 'abs_rel', 'n_images')
+
+
+@dataclass(frozen=True)
+class NodeAndPredictorScores:
+    """What :func:`score_node_and_predictors` measured: ``metrics['node']`` and one entry per
+    predictor (``SCORE_KEYS`` at the cap), on the same frames."""
+
+    metrics: dict[str, dict[str, float]]
+    frames: list[int]
+    frames_without_radar: int
+    gt_median_m: float
+    node: Any  # the node's BagEvaluation (skipped frames, panels)
+
+
+def score_node_and_predictors(depth_bag: str | Path, predictors: Callable[[float],
+                                                                          dict[str, Predict]],
+                              work_dir: str | Path, *, cap: float = 80.0,
+                              radar_topics: Sequence[str] | None = None,
+                              radar_slop_ms: float = DEFAULT_SLOP_NS / 1e6,
+                              panels_dir: str | Path | None = None,
+                              progress: bool = False) -> NodeAndPredictorScores:
+    """Score a node's depth bag against LiDAR, then each predictor on the same frames and grid.
+
+    Args:
+        depth_bag: the node's depth bag (as :func:`predictor_bag` takes it).
+        predictors: called with the median LiDAR depth of the scored frames, m (for constant
+            and fallback predictors); returns ``{name: predictor}``.
+        work_dir: where each predictor's bag ``<name>_bag`` is written (replaced).
+        cap: depth cap of the reported metrics, m (one of ``evaluate_bag``'s caps).
+        radar_topics, radar_slop_ms: as for :func:`predictor_bag`.
+        panels_dir: the node's panels go here (replaced), if given.
+        progress: progress bars.
+
+    Raises:
+        BagError: a predictor was scored on other frames than the node.
+    """
+    from xdrcdepth_ros.bag.evaluate import evaluate_bag
+
+    def at_cap(evaluation: Any) -> dict[str, float]:
+        values = evaluation.to_dict()['mean'][f'{cap:g}']
+        return {k: values[k] for k in SCORE_KEYS if k in values}
+
+    gt_values: list[np.ndarray] = []
+    node = evaluate_bag(depth_bag, panels_dir=panels_dir, progress=progress,
+                        on_frame=lambda _s, _d, gt: gt_values.append(gt[gt > 0]))
+    gt_median = float(np.median(np.concatenate(gt_values)))
+    metrics = {'node': at_cap(node)}
+    frames = [f.stamp_ns for f in node.frames]
+    without_radar = 0
+    for name, predict in predictors(gt_median).items():
+        bag = Path(work_dir) / f'{name}_bag'
+        written = predictor_bag(depth_bag, bag, predict, radar_topics=radar_topics,
+                                radar_slop_ms=radar_slop_ms, overwrite=True)
+        without_radar = written.frames_without_radar  # the same sweeps for every predictor
+        evaluation = evaluate_bag(bag, progress=progress)
+        scored = [f.stamp_ns for f in evaluation.frames]
+        if scored != frames:
+            raise BagError(f'predictor {name} was scored on frames {scored}, the node on '
+                           f'{frames}')
+        metrics[name] = at_cap(evaluation)
+    return NodeAndPredictorScores(metrics, frames, without_radar, gt_median, node)
