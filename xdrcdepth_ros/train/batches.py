@@ -112,6 +112,14 @@ def sample_arrays(sample: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def fit_row_median_on(dataset: Sequence[Any]) -> np.ndarray:
+    """The row-median predictor's (H,) profile, m, over the sparse GT of every sample of
+    ``dataset`` (one sample at a time): the model card's baseline and the trainer's row prior."""
+    from xdrcdepth_ros.train.baselines import fit_row_median
+
+    return fit_row_median(sample_arrays(dataset[i])['gt_sparse'] for i in range(len(dataset)))
+
+
 def _jitter_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Gamma, brightness and per-channel colour, each x U[0.9, 1.1], clipped to [0, 1]."""
     image = image ** rng.uniform(0.9, 1.1)

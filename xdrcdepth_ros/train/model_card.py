@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from xdrcdepth_ros.train import baselines, scoring
-from xdrcdepth_ros.train.batches import sample_arrays
+from xdrcdepth_ros.train.batches import fit_row_median_on, sample_arrays
 
 KEYS = ('mae_m', 'rmse_m', 'imae_per_km', 'irmse_per_km', 'abs_rel', 'delta1', 'n_images')
 
@@ -74,9 +74,7 @@ def fit_row_median_on_train(train_size: int, height: int, width: int,
                             cache_dir: str = '') -> np.ndarray:
     """The row-median predictor's (height,) profile, m, fitted on the synthetic train split of
     ``train_size`` scenes (the training runs' split and cache), one sample at a time."""
-    dataset = _synthetic_split('train', train_size, height, width, cache_dir)
-    return baselines.fit_row_median(sample_arrays(dataset[i])['gt_sparse']
-                                    for i in range(len(dataset)))
+    return fit_row_median_on(_synthetic_split('train', train_size, height, width, cache_dir))
 
 
 def _synthetic_split(split: str, size: int, height: int, width: int, cache_dir: str) -> Any:
@@ -355,21 +353,23 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.other_rig:
         results['other_rig'] = other_rig_scores(args.other_rig, model.name)
     if args.demo_baselines:
-        data = json.loads(Path(args.demo_baselines).read_text())
-        if Path(data.get('model', '')).name != model.name:
-            raise ValueError(f'{args.demo_baselines} is of {data.get("model")!r}, not '
-                             f'{model.name!r}: re-run bench/demo_baselines.py')
+        data = bench_report(args.demo_baselines, model.name, 'bench/demo_baselines.py')
         results['demo_baselines'] = {'report': str(args.demo_baselines), **data['metrics']}
     return results
 
 
-def other_rig_scores(report: str | Path, model_name: str) -> dict[str, Any]:
-    """The parts of a ``bench/other_rig.py --json`` report the card shows, checked to be of
-    the model the card is for."""
+def bench_report(report: str | Path, model_name: str, script: str) -> dict[str, Any]:
+    """A bench script's ``--json`` report, checked to be of the model the card is for."""
     data = json.loads(Path(report).read_text())
     if Path(data.get('model', '')).name != model_name:
         raise ValueError(f'{report} scores {data.get("model")!r}, not {model_name!r}: re-run '
-                         'bench/other_rig.py with this model')
+                         f'{script} with this model')
+    return data
+
+
+def other_rig_scores(report: str | Path, model_name: str) -> dict[str, Any]:
+    """The parts of a ``bench/other_rig.py --json`` report the card shows."""
+    data = bench_report(report, model_name, 'bench/other_rig.py')
     return {'report': str(report), 'rig': data['rig'], 'frames': data['frames'],
             'frames_without_radar': data['frames_without_radar'], 'metrics': data['metrics']}
 

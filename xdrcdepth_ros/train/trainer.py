@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from xdrcdepth_ros.core.evaluate import MetricAccumulator
 from xdrcdepth_ros.train import losses
-from xdrcdepth_ros.train.baselines import fit_row_median
-from xdrcdepth_ros.train.batches import CropDataset, StepSampler, build_dataset, sample_arrays
+from xdrcdepth_ros.train.batches import (build_dataset, CropDataset, fit_row_median_on,
+                                         StepSampler)
 from xdrcdepth_ros.train.config import ModelConfig, model_kwargs, TrainConfig, save_config
 from xdrcdepth_ros.train.distill import Distiller
 
@@ -124,7 +124,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Any, device: torch.device, *
         for pred, item in zip(depth, batch):
             acc.add(pred[0], item[gt_key][0].numpy())
             if sky_far_m is not None:
-                sky = item['gt_dense'][0].numpy() <= 0.01
+                sky = item['gt_dense'][0].numpy() <= losses.VALID_DEPTH_M
                 sky_all += int(sky.sum())
                 sky_far += int((pred[0][sky] >= sky_far_m).sum())
     model.train(was_training)
@@ -185,8 +185,7 @@ class Trainer:
         kwargs = model_kwargs(self.cfg.model)
         if self.cfg.model.row_prior == 'none':
             return create_model(self.cfg.model.name, **kwargs)
-        profile = fit_row_median(sample_arrays(self.train_set[i])['gt_sparse']
-                                 for i in range(len(self.train_set)))
+        profile = fit_row_median_on(self.train_set)
         model = create_model(self.cfg.model.name, row_prior_rows=len(profile), **kwargs)
         model.row_prior.set_profile(profile)
         return model
