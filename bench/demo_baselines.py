@@ -53,6 +53,14 @@ def camera_row_profile(profile: np.ndarray, transform: InputTransform,
     return np.interp(model_rows, np.arange(len(profile)), profile).astype(np.float32)
 
 
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when inside it (reports are committed)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     demo = Path(args.demo)
@@ -81,7 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report = {
         'what': "the model card's trivial predictors on the demo's frames, grid and LiDAR GT "
                 '(bench/demo_baselines.py)',
-        'model': str(model), 'demo': str(demo), 'cap_m': CAP, 'frames': len(scores.frames),
+        'model': str(_relative(model)), 'demo': str(demo), 'cap_m': CAP, 'frames': len(scores.frames),
         'metrics': results,
         'node_beats': {name: {'mae': node['mae_m'] < r['mae_m'],
                               'rmse': node['rmse_m'] < r['rmse_m']}
